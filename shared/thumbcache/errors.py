@@ -1,0 +1,66 @@
+"""Every thumbcache error, named for the decision it forces.
+
+``PermanentError``: the input is at fault; fail the item now, store the reason, never retry.
+``TransientError``: the environment is at fault (database, disk, broker); retry with backoff.
+"""
+
+
+class ThumbcacheError(Exception):
+    """Base class of every thumbcache error."""
+
+    @property
+    def error_class(self) -> str:
+        """The short name stored with a failure and used to group failures."""
+        return type(self).__name__
+
+
+class ConfigError(ThumbcacheError):
+    """A configuration value is missing or invalid; raised at start-up, naming the key."""
+
+
+class PermanentError(ThumbcacheError):
+    """The image or archive itself is bad: fail at once, with a reason, without retries."""
+
+
+class EmptyFile(PermanentError):
+    """The source has zero bytes."""
+
+
+class NotAnImage(PermanentError):
+    """The bytes are not an image in a supported format."""
+
+
+class CorruptImage(PermanentError):
+    """The image header parsed but the data is truncated or damaged."""
+
+
+class ImageTooLarge(PermanentError):
+    """The image exceeds the pixel, frame or byte limit; refused before decoding."""
+
+
+class UnsafeSource(PermanentError):
+    """The source path or archive entry name would escape the collection root."""
+
+
+class ArchiveLimitExceeded(PermanentError):
+    """An archive breaks an entry-count, size or compression-ratio limit."""
+
+
+class SourceMissing(PermanentError):
+    """The source file or archive entry is gone, or changed into something that is not a file."""
+
+
+class WorkerCrashed(PermanentError):
+    """The item was started too many times without finishing: it kills its worker (poison)."""
+
+
+class TransientError(ThumbcacheError):
+    """A fault outside the image (database, disk, broker): retry with bounded backoff."""
+
+
+class StorageError(TransientError):
+    """Writing a rendition failed (disk full, permission denied, I/O error)."""
+
+
+class StateUnavailable(TransientError):
+    """The job-state database could not be reached."""

@@ -1,0 +1,293 @@
+"""Layered configuration: built-in defaults < config files in order < environment variables.
+
+Files are TOML. ``THUMBCACHE_CONFIG`` names them, separated by ``:`` (base first, overlays after).
+Environment variables override single keys: ``THUMBCACHE_BROKER_URL`` for a top-level key,
+``THUMBCACHE_THUMBNAIL__QUALITY`` for a key inside a section. Every value is validated once, at
+start-up, and a bad one raises :class:`~thumbcache.errors.ConfigError` naming its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thumbcache.errors import ConfigError
+
+ENV_PREFIX = "THUMBCACHE_"
+FORMATS = ("jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class RenditionSettings:
+    """One rendition: the box it fits in, its format and its quality ceiling."""
+
+    width: int
+    height: int
+    format: str = "jpeg"
+    quality: int = 85
+    webp_method: int = 2
+    background: str = "#ffffff"
+
+    def validate(self, prefix: str) -> None:
+        """Reject impossible sizes, formats and qualities."""
+        _check(1 <= self.width <= 16384, f"{prefix}.width", "must be 1..16384")
+        _check(1 <= self.height <= 16384, f"{prefix}.height", "must be 1..16384")
+        _check(self.format in FORMATS, f"{prefix}.format", f"must be one of {FORMATS}")
+        _check(1 <= self.quality <= 100, f"{prefix}.quality", "must be 1..100")
+        _check(0 <= self.webp_method <= 6, f"{prefix}.webp_method", "must be 0..6")
+        _check(
+            len(self.background) == 7 and self.background.startswith("#"),
+            f"{prefix}.background",
+            "must look like #rrggbb",
+        )
+
+    @property
+    def extension(self) -> str:
+        """The file extension of this rendition's format."""
+        return "jpg" if self.format == "jpeg" else "webp"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Safety limits, checked from headers before anything is decoded."""
+
+    max_pixels: int = 100_000_000
+    max_frames: int = 1000
+    max_file_bytes: int = 512 * 1024 * 1024
+    archive_max_entries: int = 200_000
+    archive_max_total_bytes: int = 64 * 1024**3
+    archive_max_ratio: float = 200.0
+
+    def validate(self, prefix: str) -> None:
+        """Limits must be positive."""
+        for f in dataclasses.fields(self):
+            _check(getattr(self, f.name) > 0, f"{prefix}.{f.name}", "must be positive")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How the scanner walks, records and publishes."""
+
+    chunk_size: int = 500
+    publish_batch: int = 100
+    slice_seconds: float = 60.0
+    queue_high_water: int = 20_000
+    high_water_poll_seconds: float = 0.5
+
+    def validate(self, prefix: str) -> None:
+        """Sizes must be positive."""
+        _check(self.chunk_size >= 1, f"{prefix}.chunk_size", "must be >= 1")
+        _check(self.publish_batch >= 1, f"{prefix}.publish_batch", "must be >= 1")
+        _check(self.slice_seconds > 0, f"{prefix}.slice_seconds", "must be > 0")
+        _check(self.queue_high_water >= 1, f"{prefix}.queue_high_water", "must be >= 1")
+        _check(self.high_water_poll_seconds > 0, f"{prefix}.high_water_poll_seconds", "> 0")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Dramatiq worker behaviour shared by every stage."""
+
+    threads: int = 2
+    render_time_limit_seconds: int = 300
+    scan_time_limit_seconds: int = 600
+    shutdown_timeout_seconds: int = 600
+    max_attempts: int = 3
+    max_retries: int = 5
+    min_backoff_ms: int = 1000
+    max_backoff_ms: int = 60_000
+    fsync: bool = False
+
+    def validate(self, prefix: str) -> None:
+        """Counts and timeouts must be positive, and the slice must fit its time limit."""
+        _check(self.threads >= 1, f"{prefix}.threads", "must be >= 1")
+        _check(self.max_attempts >= 1, f"{prefix}.max_attempts", "must be >= 1")
+        _check(self.max_retries >= 0, f"{prefix}.max_retries", "must be >= 0")
+        _check(self.render_time_limit_seconds >= 1, f"{prefix}.render_time_limit_seconds", ">= 1")
+        _check(self.scan_time_limit_seconds >= 1, f"{prefix}.scan_time_limit_seconds", ">= 1")
+        _check(self.min_backoff_ms >= 0, f"{prefix}.min_backoff_ms", "must be >= 0")
+        _check(
+            self.max_backoff_ms >= self.min_backoff_ms,
+            f"{prefix}.max_backoff_ms",
+            "must be >= min_backoff_ms",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The one validated settings object every service reads at its edge."""
+
+    broker_url: str = "memory://"
+    mongo_url: str = ""
+    database: str = "thumbcache"
+    data_dir: str = ".thumbcache"
+    cache_folders: tuple[str, ...] = ()
+    thumbnail: RenditionSettings = field(
+        default_factory=lambda: RenditionSettings(width=300, height=300)
+    )
+    cache: RenditionSettings = field(
+        default_factory=lambda: RenditionSettings(width=1920, height=1080)
+    )
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    scan: ScanSettings = field(default_factory=ScanSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    def validate(self) -> Settings:
+        """Validate every section; return self so construction reads as one expression."""
+        _check(
+            self.broker_url.split("://", 1)[0] in ("memory", "amqp", "amqps"),
+            "broker_url",
+            "must start with memory://, amqp:// or amqps://",
+        )
+        _check(
+            not self.mongo_url or self.mongo_url.startswith(("mongodb://", "mongodb+srv://")),
+            "mongo_url",
+            "must be empty (embedded) or a mongodb:// URL",
+        )
+        _check(bool(self.database), "database", "must not be empty")
+        self.thumbnail.validate("thumbnail")
+        self.cache.validate("cache")
+        self.limits.validate("limits")
+        self.scan.validate("scan")
+        self.worker.validate("worker")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no MongoDB URL is configured: the store lives under ``data_dir``."""
+        return not self.mongo_url
+
+    def rendition(self, stage: str) -> RenditionSettings:
+        """The rendition settings of a render stage (``thumbnail`` or ``cache``)."""
+        if stage == "thumbnail":
+            return self.thumbnail
+        if stage == "cache":
+            return self.cache
+        raise ValueError(f"not a render stage: {stage!r}")
+
+    def effective_cache_folders(self) -> tuple[str, ...]:
+        """Configured cache folders, or one folder under the data directory."""
+        if self.cache_folders:
+            return tuple(str(Path(p).expanduser().resolve()) for p in self.cache_folders)
+        return (str((Path(self.data_dir).expanduser() / "cache").resolve()),)
+
+
+def _check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"setting {key!r} {why}")
+
+
+def load_settings(
+    files: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from defaults, then ``files`` (or ``THUMBCACHE_CONFIG``), then ``env``.
+
+    ``overrides`` (from command-line flags) sit on top of everything.
+    """
+    env = os.environ if env is None else env
+    layers: dict[str, Any] = {}
+    if files is None:
+        files = [p for p in env.get(ENV_PREFIX + "CONFIG", "").split(":") if p]
+    for path in files:
+        _merge(layers, _read_toml(path))
+    _merge(layers, _env_layer(env))
+    if overrides:
+        _merge(layers, dict(overrides))
+    return _build(Settings, layers, "").validate()
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in _FIELD_NAMES:
+            continue  # other THUMBCACHE_* variables (API token, fault hooks) are not settings
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return layer
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown setting {prefix + sorted(unknown)[0]!r}")
+    kwargs: dict[str, Any] = {}
+    base = cls() if cls is not RenditionSettings else None
+    for name in known & set(values):
+        key = prefix + name
+        hint = hints[name]
+        value = values[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {key!r} must be a table")
+            current = getattr(base, name)
+            merged = {**dataclasses.asdict(current), **value}
+            kwargs[name] = _build(hint, merged, key + ".")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        if origin is tuple or (isinstance(hint, types.GenericAlias) and origin is tuple):
+            items = value.split(":") if isinstance(value, str) else list(value)
+            return tuple(str(v) for v in items if str(v))
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key!r} has an invalid value {value!r}") from None
+    raise ConfigError(f"setting {key!r} has an unsupported type")  # pragma: no cover
+
+
+_FIELD_NAMES = {f.name for f in dataclasses.fields(Settings)}
