@@ -98,6 +98,7 @@ class RenderRequest(_Payload):
     collection_id: str
     image_id: str
     source: str  # relative to the collection root; "book.cbz#pages/001.jpg" for entries
+    force: bool = False  # render even if the rendition is current
 
 
 def scan_message(request: ScanRequest) -> dramatiq.Message[Any]:

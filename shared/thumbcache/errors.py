@@ -46,6 +46,10 @@ class ArchiveLimitExceeded(PermanentError):
     """An archive breaks an entry-count, size or compression-ratio limit."""
 
 
+class CorruptArchive(PermanentError):
+    """The archive cannot be read as a ZIP file."""
+
+
 class SourceMissing(PermanentError):
     """The source file or archive entry is gone, or changed into something that is not a file."""
 

@@ -1,4 +1,11 @@
-"""Pure geometry: fitting a picture inside a box."""
+"""Pure geometry: fitting a picture inside a box, orientation swaps, decode scale choice."""
+
+from __future__ import annotations
+
+# EXIF orientations 5-8 swap width and height when displayed.
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# The DCT scales (1/n) every JPEG decoder we use offers, largest reduction first.
+JPEG_SCALE_DENOMINATORS = (8, 4, 2, 1)
 
 
 def fit_within(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
@@ -11,4 +18,39 @@ def fit_within(width: int, height: int, box_w: int, box_h: int) -> tuple[int, in
     scale = min(box_w / width, box_h / height, 1.0)
     if scale >= 1.0:
         return width, height
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return max(1, min(box_w, round(width * scale))), max(1, min(box_h, round(height * scale)))
+
+
+def displayed_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """The size of a stored ``width`` x ``height`` picture once its EXIF orientation is applied."""
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def stored_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """The stored size that displays as ``width`` x ``height`` (the inverse of displayed_size)."""
+    return displayed_size(width, height, orientation)
+
+
+def scaled_size(width: int, height: int, denominator: int) -> tuple[int, int]:
+    """The size a 1/``denominator`` DCT-scaled JPEG decode produces (libjpeg rounds up)."""
+    return -(-width // denominator), -(-height // denominator)
+
+
+def decode_denominator(
+    width: int,
+    height: int,
+    target_w: int,
+    target_h: int,
+    choices: tuple[int, ...] = JPEG_SCALE_DENOMINATORS,
+) -> int:
+    """The largest 1/n scale whose decoded size still covers ``target_w`` x ``target_h``."""
+    for n in sorted(choices, reverse=True):
+        w, h = scaled_size(width, height, n)
+        if w >= target_w and h >= target_h:
+            return n
+    return 1
+
+
+def integer_reduction(width: int, height: int, target_w: int, target_h: int) -> int:
+    """The largest integer box-reduction factor that keeps the picture covering the target."""
+    return max(1, min(width // max(1, target_w), height // max(1, target_h)))

@@ -1,0 +1,1 @@
+"""thumbcache cache-service: the cache stage as a Dramatiq worker."""

@@ -1,0 +1,1 @@
+"""thumbcache control: the ``thumbcache`` command, the embedded runner, maintenance tasks."""

@@ -1,0 +1,217 @@
+"""The ``thumbcache`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from thumbcache.contracts import WORKER_MODULE_OF_STAGE
+from thumbcache.errors import ConfigError, ThumbcacheError
+from thumbcache.logs import setup_logging
+from thumbcache.settings import Settings, load_settings
+from thumbcache.state.model import JOB_DONE
+from thumbcache_control.summary import human_status, image_line, job_summary
+
+log = logging.getLogger("thumbcache")
+EXIT_OK = 0
+EXIT_JOB_COULD_NOT_RUN = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+WORKER_STAGES = {"scanner": "scan", "thumbnail": "thumbnail", "cache": "cache"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``thumbcache`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging("WARNING" if args.command in ("run", "images", "status", "scan") else "INFO")
+    try:
+        settings = _settings(args)
+        return int(args.handler(args, settings))
+    except ConfigError as exc:
+        print(f"thumbcache: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\nthumbcache: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ThumbcacheError, FileNotFoundError, LookupError) as exc:
+        print(f"thumbcache: {exc}", file=sys.stderr)
+        return EXIT_JOB_COULD_NOT_RUN
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thumbcache", description="Thumbnails and cache images for image collections."
+    )
+    parser.add_argument("--config", action="append", help="a TOML config file (repeatable)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="process a folder in one process (the embedded default)")
+    run.add_argument("source", help="the collection root: a folder of images and ZIP/CBZ files")
+    _data_dir(run)
+    run.add_argument("--force", action="store_true", help="render even what is current")
+    run.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    run.set_defaults(handler=_cmd_run)
+
+    images = sub.add_parser("images", help="list a collection's images and renditions")
+    images.add_argument("collection_id")
+    _data_dir(images)
+    images.add_argument("--json", action="store_true", help="one JSON object per line")
+    images.set_defaults(handler=_cmd_images)
+
+    scan = sub.add_parser("scan", help="submit a scan to the configured broker")
+    scan.add_argument("source")
+    _data_dir(scan)
+    scan.add_argument("--force", action="store_true")
+    scan.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(handler=_cmd_scan)
+
+    status = sub.add_parser("status", help="show a job (or the recent jobs)")
+    status.add_argument("job_id", nargs="?")
+    _data_dir(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_cmd_status)
+
+    worker = sub.add_parser("worker", help="run one stage's Dramatiq worker (container entry)")
+    worker.add_argument("stage", choices=sorted(WORKER_STAGES))
+    worker.add_argument("--threads", type=int, help="worker threads (default: settings)")
+    worker.set_defaults(handler=_cmd_worker)
+    return parser
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", help="where the embedded store and cache live (default ./.thumbcache)"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return load_settings(files=args.config, overrides=overrides)
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from thumbcache_control.embedded_run import progress_stream, run_job
+
+    if not os.path.isdir(args.source):
+        print(f"thumbcache: {args.source} is not a directory", file=sys.stderr)
+        return EXIT_JOB_COULD_NOT_RUN
+    job = run_job(settings, args.source, force=args.force, progress=progress_stream())
+    _print_summary(job, as_json=args.json)
+    return EXIT_OK
+
+
+def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
+    summary = job_summary(job)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(
+        f"job {summary['job_id']} {summary['status']}: {summary['total']} images, "
+        f"{summary['completed']} rendered, {summary['skipped']} already current, "
+        f"{summary['failed']} failed (collection {summary['collection_id']})"
+    )
+    if summary["failed"]:
+        print(f"see the reasons: thumbcache status {summary['job_id']}")
+
+
+def _cmd_images(args: argparse.Namespace, settings: Settings) -> int:
+    from thumbcache_control.embedded_run import open_store
+
+    with open_store(settings) as store:
+        if store.collections.get(args.collection_id) is None:
+            print(f"thumbcache: unknown collection {args.collection_id}", file=sys.stderr)
+            return EXIT_JOB_COULD_NOT_RUN
+        for image in store.images.iter_collection(args.collection_id):
+            line = image_line(image)
+            if args.json:
+                print(json.dumps(line))
+            else:
+                sizes = " ".join(
+                    f"{k}={v['width']}x{v['height']}" for k in ("thumbnail", "cache") if (v := line[k])
+                )
+                print(f"{line['source']}  {line['error'] or sizes}")
+    return EXIT_OK
+
+
+def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
+    from thumbcache.broker import make_broker
+    from thumbcache.pipeline.runtime import Runtime
+    from thumbcache.pipeline.scan import start_scan
+    from thumbcache_control.embedded_run import open_store
+
+    if settings.broker_url.startswith("memory://"):
+        raise ConfigError(
+            "scan submits to a broker: set THUMBCACHE_BROKER_URL (or use `thumbcache run`)"
+        )
+    with open_store(settings) as store:
+        rt = Runtime(settings, store, make_broker(settings))
+        job = start_scan(rt, args.source, force=args.force)
+        if not args.wait:
+            print(json.dumps({"job_id": job["_id"]}) if args.json else job["_id"])
+            return EXIT_OK
+        while (current := store.jobs.get(job["_id"])) and current["status"] != JOB_DONE:
+            time.sleep(0.5)
+        assert current is not None
+        _print_summary(current, as_json=args.json)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from thumbcache_control.embedded_run import open_store
+
+    with open_store(settings) as store:
+        if args.job_id is None:
+            jobs = store.jobs.list(limit=20)
+            for job in jobs:
+                print(json.dumps(job_summary(job)) if args.json else human_status(job))
+            return EXIT_OK
+        job = store.jobs.get(args.job_id)
+        if job is None:
+            print(f"thumbcache: unknown job {args.job_id}", file=sys.stderr)
+            return EXIT_JOB_COULD_NOT_RUN
+        failures = [
+            {"source": i["source"], "error": i.get("error") or _stage_errors(i)}
+            for i in store.items.failures(args.job_id)
+        ]
+        if args.json:
+            print(json.dumps({**job_summary(job), "stages": job.get("stages"), "failures": failures}))
+        else:
+            print(human_status(job))
+            for failure in failures[:50]:
+                print(f"  failed {failure['source']}: {failure['error']}")
+    return EXIT_OK
+
+
+def _stage_errors(item: dict[str, Any]) -> dict[str, Any]:
+    return {s: v["error"] for s, v in item.get("stages", {}).items() if v.get("error")}
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace this process with Dramatiq's worker for one stage (so it gets SIGTERM first)."""
+    threads = args.threads or settings.worker.threads
+    module = WORKER_MODULE_OF_STAGE[WORKER_STAGES[args.stage]]
+    argv = [
+        sys.executable, "-m", "dramatiq", module,
+        "--processes", "1", "--threads", str(threads),
+        "--worker-shutdown-timeout", str(settings.worker.shutdown_timeout_seconds * 1000),
+    ]  # fmt: skip
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

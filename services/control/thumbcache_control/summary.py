@@ -1,0 +1,87 @@
+"""What the command prints: job summaries, image lines, the progress bar (pure formatting)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+SUMMARY_FIELDS = ("job_id", "collection_id", "status", "total", "completed", "skipped", "failed")
+
+
+def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-image summary of a job, as ``run --json`` prints it."""
+    return {
+        "job_id": job["_id"],
+        "collection_id": job["collection_id"],
+        "status": job["status"],
+        "total": job.get("total", 0),
+        "completed": job.get("completed", 0),
+        "skipped": job.get("skipped", 0),
+        "failed": job.get("failed", 0),
+    }
+
+
+def image_line(image: Mapping[str, Any]) -> dict[str, Any]:
+    """One image as ``thumbcache images --json`` prints it."""
+    renditions = image.get("renditions") or {}
+    error = image.get("error") or next(iter((image.get("stage_errors") or {}).values()), None)
+    thumb = renditions.get("thumbnail")
+    cache = renditions.get("cache")
+    return {
+        "source": image["source"],
+        "width": image.get("width"),
+        "height": image.get("height"),
+        "format": image.get("format"),
+        "error": None if error is None else f"{error['class']}: {error['message']}",
+        "thumbnail": None
+        if thumb is None
+        else {k: thumb[k] for k in ("path", "width", "height", "bytes")},
+        "cache": None
+        if cache is None
+        else {k: cache[k] for k in ("path", "width", "height", "bytes", "quality")},
+    }
+
+
+def progress_line(job: Mapping[str, Any], rate: float, width: int = 30) -> str:
+    """A one-line progress bar: done/total, rate and ETA."""
+    total = job.get("total", 0)
+    done = job.get("completed", 0) + job.get("skipped", 0) + job.get("failed", 0)
+    scanning = not (job.get("scan") or {}).get("complete")
+    fraction = done / total if total else 0.0
+    filled = int(width * fraction)
+    bar = "#" * filled + "-" * (width - filled)
+    eta = ""
+    if rate > 0 and not scanning:
+        eta = f" ETA {format_seconds((total - done) / rate)}"
+    more = "+" if scanning else ""
+    return (
+        f"[{bar}] {done}/{total}{more} images  {rate:.1f}/s{eta}"
+        f"  failed {job.get('failed', 0)} skipped {job.get('skipped', 0)}"
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    """``1h02m``, ``3m20s`` or ``42s``."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def human_status(job: Mapping[str, Any]) -> str:
+    """A few readable lines about a job, with per-stage counts."""
+    lines = [
+        f"job {job['_id']}  {job['status']}  collection {job['collection_id']}  {job.get('root', '')}",
+        f"  images: total {job.get('total', 0)}  completed {job.get('completed', 0)}  "
+        f"skipped {job.get('skipped', 0)}  failed {job.get('failed', 0)}",
+    ]
+    for stage, counts in (job.get("stages") or {}).items():
+        lines.append(
+            f"  {stage:<9} total {counts.get('total', 0)}  completed {counts.get('completed', 0)}  "
+            f"skipped {counts.get('skipped', 0)}  failed {counts.get('failed', 0)}"
+        )
+    return "\n".join(lines)

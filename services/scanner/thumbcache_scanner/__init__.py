@@ -1,0 +1,1 @@
+"""thumbcache scanner: the scan stage as a Dramatiq worker."""

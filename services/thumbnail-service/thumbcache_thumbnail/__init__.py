@@ -1,0 +1,1 @@
+"""thumbcache thumbnail-service: the thumbnail stage as a Dramatiq worker."""

@@ -1,0 +1,75 @@
+"""Declaring the stage actors on a given broker. Actors only decode and delegate."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from thumbcache.contracts import (
+    ACTOR_OF_STAGE,
+    QUEUE_OF_STAGE,
+    SCAN_ACTOR,
+    SCAN_QUEUE,
+    PayloadError,
+    RenderRequest,
+    ScanRequest,
+)
+from thumbcache.pipeline.render import render_step
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.scan import scan_step
+
+log = logging.getLogger(__name__)
+
+
+def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[Any, Any]:
+    """The scanner's actor: one time slice of a checkpointed scan."""
+
+    def scan_collection(payload: dict[str, Any]) -> None:
+        try:
+            request = ScanRequest.from_dict(payload)
+        except PayloadError as exc:
+            log.error("dropping malformed scan message: %s", exc)
+            return
+        scan_step(rt, request)
+
+    return dramatiq.actor(
+        scan_collection,
+        actor_name=SCAN_ACTOR,
+        queue_name=SCAN_QUEUE,
+        broker=broker,
+        max_retries=rt.settings.worker.max_retries,
+        time_limit=rt.settings.worker.scan_time_limit_seconds * 1000,
+    )
+
+
+def declare_render_actor(
+    broker: dramatiq.Broker, rt: Runtime, stage: str
+) -> dramatiq.Actor[Any, Any]:
+    """A render stage's actor (``thumbnail`` or ``cache``): one rendition per message."""
+    max_retries = rt.settings.worker.max_retries
+
+    def render(payload: dict[str, Any]) -> None:
+        try:
+            request = RenderRequest.from_dict(payload)
+        except PayloadError as exc:
+            log.error("dropping malformed %s message: %s", stage, exc)
+            return
+        render_step(rt, stage, request, last_try=_retries_so_far() >= max_retries)
+
+    render.__name__ = ACTOR_OF_STAGE[stage]
+    return dramatiq.actor(
+        render,
+        actor_name=ACTOR_OF_STAGE[stage],
+        queue_name=QUEUE_OF_STAGE[stage],
+        broker=broker,
+        max_retries=max_retries,
+        time_limit=rt.settings.worker.render_time_limit_seconds * 1000,
+    )
+
+
+def _retries_so_far() -> int:
+    message = CurrentMessage.get_current_message()
+    return int(message.options.get("retries", 0)) if message is not None else 0

@@ -1,0 +1,179 @@
+"""A render stage's work for one message: claim, re-check, render, write, record, transition.
+
+Assume every message arrives twice: output paths are deterministic, writes are atomic, and
+only the call that wins the item's transition moves job and folder counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from thumbcache.contracts import RenderRequest
+from thumbcache.errors import PermanentError, WorkerCrashed
+from thumbcache.imaging import ENGINE_VERSION, RenderSpec, render
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.sources.reader import read_source
+from thumbcache.sources.refs import parse_ref
+from thumbcache.state.model import (
+    DONE,
+    FAILED,
+    OPEN_STATES,
+    SKIPPED,
+    error_doc,
+    recipe_hash,
+    rendition_is_current,
+    stage_counter_for,
+)
+from thumbcache.storage.atomic import write_atomically
+from thumbcache.storage.layout import rendition_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one render produced: the terminal state and what it changes in folder statistics."""
+
+    state: str
+    details: dict[str, Any] = field(default_factory=dict)
+    folder_deltas: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (files, bytes)
+
+
+def render_step(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
+    """Handle one render message; return what happened (for logs and tests).
+
+    A permanent error fails the item now. A transient error is re-raised for Dramatiq to retry,
+    unless this is the last try, in which case the item fails with that error as its reason.
+    """
+    items = rt.store.items
+    max_attempts = rt.settings.worker.max_attempts
+    if not items.claim(request.job_id, request.image_id, stage, rt.worker_name, max_attempts):
+        return _unclaimed(rt, stage, request)
+    try:
+        outcome = produce(rt, stage, request)
+    except PermanentError as exc:
+        log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
+        complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
+        return FAILED
+    except Exception as exc:
+        error = error_doc(getattr(exc, "error_class", type(exc).__name__), str(exc))
+        if last_try:
+            log.error("%s %s failed after retries: %s", stage, request.source, exc)
+            complete(rt, stage, request, Outcome(FAILED), error)
+            return FAILED
+        log.warning("%s %s will be retried: %s", stage, request.source, exc)
+        _release_quietly(rt, stage, request, error)
+        raise
+    complete(rt, stage, request, outcome)
+    return outcome.state
+
+
+def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
+    """Render and store one rendition, or find it already current (then it is skipped)."""
+    settings = rt.settings
+    rendition = settings.rendition(stage)
+    collection = rt.collection(request.collection_id)
+    image = rt.store.images.get(request.image_id) or {}
+    folder_id = str(collection["folder_id"])
+    path = rendition_path(
+        rt.folder_path(folder_id), stage, request.collection_id, request.image_id, rendition
+    )
+    recipe = recipe_hash(stage, rendition, ENGINE_VERSION)
+    previous = (image.get("renditions") or {}).get(stage)
+    if not request.force and rendition_is_current(
+        previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
+    ):
+        return Outcome(SKIPPED)
+    data, fingerprint = read_source(collection["root"], parse_ref(request.source), settings.limits)
+    rendered = render(data, RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail"), settings.limits)
+    del data
+    write_atomically(path, rendered.data, fsync=settings.worker.fsync)
+    record = {
+        "path": path,
+        "folder_id": folder_id,
+        "width": rendered.width,
+        "height": rendered.height,
+        "bytes": rendered.bytes,
+        "format": rendered.format,
+        "quality": rendered.quality,
+        "source_quality": rendered.source_quality,
+        "recipe": recipe,
+        "fingerprint": fingerprint.to_doc(),
+    }
+    rt.store.images.record_rendition(request.image_id, stage, record)
+    deltas = _folder_deltas(previous, folder_id, path, rendered.bytes)
+    return Outcome(DONE, {"bytes": rendered.bytes, "quality": rendered.quality}, deltas)
+
+
+def _folder_deltas(
+    previous: dict[str, Any] | None, folder_id: str, path: str, size: int
+) -> dict[str, tuple[int, int]]:
+    """Statistics moves for writing ``path``: a new file, or a replaced one (same or moved)."""
+    if previous is None:
+        return {folder_id: (1, size)}
+    old_path, old_folder, old_size = previous["path"], previous["folder_id"], previous["bytes"]
+    if old_path == path:
+        return {folder_id: (0, size - old_size)}
+    try:
+        os.unlink(old_path)  # the recipe moved the file (another size or format)
+    except FileNotFoundError:
+        pass
+    deltas = {folder_id: (1, size)}
+    files, size_bytes = deltas.get(old_folder, (0, 0))
+    deltas[old_folder] = (files - 1, size_bytes - old_size)
+    return deltas
+
+
+def complete(
+    rt: Runtime,
+    stage: str,
+    request: RenderRequest,
+    outcome: Outcome,
+    error: dict[str, str] | None = None,
+) -> bool:
+    """Win the item's transition, then (winner only) move job and folder counters."""
+    store = rt.store
+    won = store.items.finish(
+        request.job_id, request.image_id, stage, outcome.state, error=error, details=outcome.details
+    )
+    if not won:
+        return False
+    if error is not None:
+        store.images.record_stage_error(request.image_id, stage, error)
+    increments = {f"stages.{stage}.{stage_counter_for(outcome.state)}": 1}
+    settled = store.items.settle_outcome(request.job_id, request.image_id)
+    if settled is not None:
+        increments[settled] = 1
+    store.jobs.add_progress(request.job_id, increments)
+    for folder_id, (files, size_bytes) in outcome.folder_deltas.items():
+        store.folders.add(folder_id, files, size_bytes)
+    if settled is not None:
+        store.jobs.finish_if_complete(request.job_id)
+    return True
+
+
+def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
+    """A message we could not claim: a duplicate of finished work, or a poison item."""
+    item = rt.store.items.get(request.job_id, request.image_id)
+    sub = (item or {}).get("stages", {}).get(stage)
+    if sub is None:
+        log.warning("%s message for unknown item %s:%s", stage, request.job_id, request.image_id)
+        return "unknown"
+    if sub.get("state") in OPEN_STATES:
+        exc = WorkerCrashed(
+            f"started {sub.get('attempts', 0)} times without finishing (the worker died each time)"
+        )
+        log.error("%s %s is poison: %s", stage, request.source, exc)
+        complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
+        return FAILED
+    return "duplicate"
+
+
+def _release_quietly(rt: Runtime, stage: str, request: RenderRequest, error: dict[str, str]) -> None:
+    try:
+        rt.store.items.release_attempt(request.job_id, request.image_id, stage, error)
+    except Exception:  # the database may be the transient fault itself
+        log.debug("could not release attempt of %s", request.image_id, exc_info=True)

@@ -1,0 +1,266 @@
+"""The scanner's work: create the job state, then walk, record and publish in checkpointed chunks."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from thumbcache.broker import publish_batch, wait_below_high_water
+from thumbcache.contracts import (
+    QUEUE_OF_STAGE,
+    RENDER_STAGES,
+    RenderRequest,
+    ScanRequest,
+    render_message,
+    scan_message,
+)
+from thumbcache.errors import PermanentError
+from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
+from thumbcache.imaging import ENGINE_VERSION, probe
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.sources.reader import open_source
+from thumbcache.sources.walk import Candidate, walk
+from thumbcache.state.model import (
+    FAILED,
+    PENDING,
+    SKIPPED,
+    error_doc,
+    recipe_hash,
+    rendition_is_current,
+)
+from thumbcache.state.recount import BY_SCAN
+
+log = logging.getLogger(__name__)
+
+
+def current_recipes(rt: Runtime) -> dict[str, str]:
+    """Today's recipe hash for each render stage."""
+    return {s: recipe_hash(s, rt.settings.rendition(s), ENGINE_VERSION) for s in RENDER_STAGES}
+
+
+def prepare_collection(rt: Runtime, root: str) -> dict[str, Any]:
+    """Record the collection and give it a cache folder (rendezvous among folders with room)."""
+    real_root = os.path.realpath(root)
+    if not os.path.isdir(real_root):
+        raise FileNotFoundError(f"collection root {root} is not a directory")
+    collection_id = collection_id_for(real_root)
+    collection = rt.store.collections.ensure(collection_id, real_root)
+    if collection.get("folder_id") is None:
+        folders = rt.store.folders.register(rt.settings.effective_cache_folders())
+        chosen = rt.store.folders.choose_for(collection_id, folders)
+        assigned = rt.store.collections.assign_folder(collection_id, chosen)
+        if assigned == chosen:
+            rt.store.folders.count_collection(chosen)
+        collection = rt.store.collections.ensure(collection_id, real_root)
+    return collection
+
+
+def start_scan(rt: Runtime, root: str, *, force: bool = False) -> dict[str, Any]:
+    """Create the job state first, then ask the scanner to scan. Returns the job document."""
+    collection = prepare_collection(rt, root)
+    job = rt.store.jobs.create(
+        new_job_id(), collection["_id"], collection["root"], force=force, recipes=current_recipes(rt)
+    )
+    rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))
+    return job
+
+
+@dataclass
+class _Planned:
+    image: dict[str, Any]
+    item: dict[str, Any]
+
+
+def scan_step(
+    rt: Runtime,
+    request: ScanRequest,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Scan chunks until the slice of time is used, then hand over to a continuation message.
+
+    Returns True when the walk is complete. Safe to run twice: chunk commits are guarded by the
+    chunk number, items by their composed ids, and duplicate messages are harmless downstream.
+    """
+    job = rt.store.jobs.get(request.job_id)
+    if job is None:
+        log.warning("scan for unknown job %s ignored", request.job_id)
+        return True
+    if job["scan"].get("complete"):
+        return True
+    collection = rt.collection(request.collection_id)
+    started = clock()
+    chunk_no = int(job["scan"]["chunks"])
+    scan = rt.settings.scan
+    candidates = walk(collection["root"], rt.settings.limits, tuple(job["scan"]["cursor"]))
+    while True:
+        chunk = list(itertools.islice(candidates, scan.chunk_size))
+        complete = len(chunk) < scan.chunk_size
+        if not _scan_chunk(rt, job, collection, chunk_no, chunk, complete):
+            log.info("job %s chunk %d was committed by another scanner", job["_id"], chunk_no)
+            return False
+        chunk_no += 1
+        if complete:
+            rt.store.collections.mark_scanned(collection["_id"], job["_id"])
+            rt.store.jobs.finish_if_complete(job["_id"])
+            return True
+        if clock() - started >= scan.slice_seconds:
+            rt.broker.enqueue(scan_message(request))
+            return False
+
+
+def _scan_chunk(
+    rt: Runtime,
+    job: dict[str, Any],
+    collection: dict[str, Any],
+    chunk_no: int,
+    chunk: list[Candidate],
+    complete: bool,
+) -> bool:
+    planned = _plan_chunk(rt, job, collection, chunk_no, chunk)
+    rt.store.images.upsert_scanned(p.image for p in planned)
+    items = [p.item for p in planned]
+    existing = set(rt.store.items.insert_planned(items))
+    if existing:  # a rerun of this chunk: the stored plan, not today's, is what was counted
+        stored = {d["_id"]: d for d in rt.store.items.get_many(sorted(existing))}
+        items = [stored.get(i["_id"], i) for i in items]
+    _publish(rt, job, items)
+    cursor = list(chunk[-1].ref.key) if chunk else list(job["scan"]["cursor"])
+    return rt.store.jobs.commit_chunk(
+        job["_id"], chunk_no, cursor, chunk_increments(items), complete=complete
+    )
+
+
+def _plan_chunk(
+    rt: Runtime,
+    job: dict[str, Any],
+    collection: dict[str, Any],
+    chunk_no: int,
+    chunk: list[Candidate],
+) -> list[_Planned]:
+    collection_id = collection["_id"]
+    ids = [image_id_for(collection_id, str(c.ref)) for c in chunk]
+    known = rt.store.images.get_many(ids)
+    folder = rt.folder_path(collection["folder_id"])
+    planned = []
+    for image_id, candidate in zip(ids, chunk, strict=True):
+        source = str(candidate.ref)
+        image: dict[str, Any] = {
+            "_id": image_id,
+            "collection_id": collection_id,
+            "source": source,
+            "fingerprint": candidate.fingerprint.to_doc(),
+            "format": None,
+            "width": None,
+            "height": None,
+            "error": None,
+        }
+        item: dict[str, Any] = {
+            "_id": job_item_id(job["_id"], image_id),
+            "job_id": job["_id"],
+            "image_id": image_id,
+            "collection_id": collection_id,
+            "source": source,
+            "chunk": chunk_no,
+            "planned": {},
+            "stages": {},
+            "outcome": None,
+            "error": None,
+        }
+        error = candidate.error or _read_header(rt, collection["root"], candidate, image)
+        if error is not None:
+            image["error"] = item["error"] = error_doc(error.error_class, str(error))
+            item.update(outcome=FAILED, outcome_by=BY_SCAN)
+        else:
+            for stage in RENDER_STAGES:
+                current = not job["force"] and _is_current(
+                    rt, job, stage, known.get(image_id), image["fingerprint"], folder
+                )
+                state = SKIPPED if current else PENDING
+                item["planned"][stage] = state
+                item["stages"][stage] = {"state": state, "attempts": 0}
+            if all(s == SKIPPED for s in item["planned"].values()):
+                item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
+        planned.append(_Planned(image, item))
+    return planned
+
+
+def _read_header(
+    rt: Runtime, root: str, candidate: Candidate, image: dict[str, Any]
+) -> PermanentError | None:
+    try:
+        with open_source(root, candidate.ref, rt.settings.limits) as (fh, _fingerprint):
+            info = probe(fh, rt.settings.limits)
+    except PermanentError as exc:
+        return exc
+    image.update(format=info.format, width=info.width, height=info.height)
+    return None
+
+
+def _is_current(
+    rt: Runtime,
+    job: dict[str, Any],
+    stage: str,
+    known: dict[str, Any] | None,
+    fingerprint: dict[str, Any],
+    folder: str,
+) -> bool:
+    record = (known or {}).get("renditions", {}).get(stage)
+    if record is None:
+        return False
+    path = record.get("path", "")
+    return rendition_is_current(
+        record,
+        job["recipes"][stage],
+        fingerprint,
+        bool(path) and path.startswith(folder) and os.path.isfile(path),
+    )
+
+
+def _publish(rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    scan = rt.settings.scan
+    queues = [QUEUE_OF_STAGE[s] for s in RENDER_STAGES]
+    for batch in _batched(_render_messages(job, items), scan.publish_batch):
+        wait_below_high_water(rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds)
+        publish_batch(rt.broker, batch)
+
+
+def _render_messages(job: dict[str, Any], items: list[dict[str, Any]]) -> Iterator[Any]:
+    for item in items:
+        for stage, sub in item.get("stages", {}).items():
+            if sub.get("state") in (PENDING, "running"):
+                request = RenderRequest(
+                    job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
+                )
+                yield render_message(stage, request)
+
+
+def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(iterable, size)):
+        yield batch
+
+
+def chunk_increments(items: list[dict[str, Any]]) -> dict[str, int]:
+    """What a chunk commit adds to the job's counters: the scan's own decisions only."""
+    inc: dict[str, int] = {"total": 0, "skipped": 0, "failed": 0}
+    for stage in ("scan", *RENDER_STAGES):
+        for counter in ("total", "completed", "skipped", "failed"):
+            inc[f"stages.{stage}.{counter}"] = 0
+    for item in items:
+        inc["total"] += 1
+        inc["stages.scan.total"] += 1
+        if item.get("error") is not None:
+            inc["stages.scan.failed"] += 1
+        else:
+            inc["stages.scan.completed"] += 1
+        if item.get("outcome_by") == BY_SCAN:
+            inc["skipped" if item["outcome"] == SKIPPED else "failed"] += 1
+        for stage, state in item.get("planned", {}).items():
+            inc[f"stages.{stage}.total"] += 1
+            if state == SKIPPED:
+                inc[f"stages.{stage}.skipped"] += 1
+    return inc

@@ -1,0 +1,1 @@
+"""Collections on disk: source references, walking folders and archives, reading sources."""

@@ -1,0 +1,96 @@
+"""Open a source by reference, safely: inside the root, a regular file, within the limits."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from thumbcache.errors import (
+    ArchiveLimitExceeded,
+    CorruptArchive,
+    ImageTooLarge,
+    SourceMissing,
+    UnsafeSource,
+)
+from thumbcache.settings import LimitSettings
+from thumbcache.sources.refs import SourceRef
+from thumbcache.sources.walk import Fingerprint
+
+
+def resolve_inside(root: str, relative: str) -> str:
+    """The real path of ``relative`` under ``root``; raise UnsafeSource if it leaves the root."""
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(real_root, relative))
+    if not target.startswith(real_root + os.sep):
+        raise UnsafeSource(f"{relative!r} resolves outside the collection root")
+    return target
+
+
+@contextmanager
+def open_regular_file(path: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise SourceMissing(f"{path} no longer exists") from None
+    except OSError as exc:
+        raise SourceMissing(f"cannot open {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SourceMissing(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        yield fh, st
+
+
+@contextmanager
+def open_source(
+    root: str, ref: SourceRef, limits: LimitSettings
+) -> Iterator[tuple[BinaryIO, Fingerprint]]:
+    """Open a source for streaming reads (header probing) with its current fingerprint."""
+    path = resolve_inside(root, ref.path)
+    with open_regular_file(path) as (fh, st):
+        if ref.entry is None:
+            if st.st_size > limits.max_file_bytes:
+                raise ImageTooLarge(f"{st.st_size} bytes, over the limit of {limits.max_file_bytes}")
+            yield fh, Fingerprint(st.st_size, st.st_mtime_ns)
+            return
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                info = _entry_info(zf, ref.entry, limits)
+                with zf.open(info) as entry:
+                    yield entry, Fingerprint(info.file_size, 0, info.CRC)  # type: ignore[misc]
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise CorruptArchive(f"bad archive {ref.path}: {exc}") from None
+
+
+def read_source(root: str, ref: SourceRef, limits: LimitSettings) -> tuple[bytes, Fingerprint]:
+    """Read a whole source into memory (bounded by the byte limit) with its fingerprint."""
+    with open_source(root, ref, limits) as (fh, fingerprint):
+        data = fh.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        raise ImageTooLarge(f"over the limit of {limits.max_file_bytes} bytes")
+    return data, fingerprint
+
+
+def _entry_info(zf: zipfile.ZipFile, name: str, limits: LimitSettings) -> zipfile.ZipInfo:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise SourceMissing(f"archive entry {name!r} no longer exists") from None
+    if info.file_size > limits.max_file_bytes:
+        raise ImageTooLarge(f"entry of {info.file_size} bytes, over {limits.max_file_bytes}")
+    ratio = info.file_size / max(1, info.compress_size)
+    if ratio > limits.archive_max_ratio:
+        raise ArchiveLimitExceeded(f"entry expands {ratio:.0f}x, over the ratio limit")
+    return info
+
+
+def as_stream(data: bytes) -> BinaryIO:
+    """A seekable stream over bytes already read."""
+    return io.BytesIO(data)

@@ -1,0 +1,61 @@
+"""The ``collections`` collection: one document per collection root."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pymongo.database import Database
+
+from thumbcache.state.clock import Clock, utcnow
+
+
+class CollectionRepository:
+    """Collections: root path, name, assigned cache folder, views, last scan."""
+
+    def __init__(self, db: Database[Any], clock: Clock = utcnow) -> None:
+        self._coll = db["collections"]
+        self._clock = clock
+
+    def ensure(self, collection_id: str, root: str) -> dict[str, Any]:
+        """Create the collection if new (idempotent) and return it."""
+        self._coll.update_one(
+            {"_id": collection_id},
+            {
+                "$setOnInsert": {
+                    "root": root,
+                    "name": os.path.basename(root.rstrip(os.sep)) or root,
+                    "folder_id": None,
+                    "views": 0,
+                    "created_at": self._clock(),
+                }
+            },
+            upsert=True,
+        )
+        doc = self.get(collection_id)
+        assert doc is not None
+        return doc
+
+    def get(self, collection_id: str) -> dict[str, Any] | None:
+        """One collection, or None."""
+        return self._coll.find_one({"_id": collection_id})
+
+    def assign_folder(self, collection_id: str, folder_id: str) -> str:
+        """Assign a cache folder once; return the folder actually assigned (first writer wins)."""
+        self._coll.update_one(
+            {"_id": collection_id, "folder_id": None}, {"$set": {"folder_id": folder_id}}
+        )
+        doc = self.get(collection_id)
+        assert doc is not None
+        return str(doc["folder_id"])
+
+    def mark_scanned(self, collection_id: str, job_id: str) -> None:
+        """Remember the latest job that scanned this collection."""
+        self._coll.update_one(
+            {"_id": collection_id},
+            {"$set": {"last_job_id": job_id, "last_scan_at": self._clock()}},
+        )
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Collections by id."""
+        return list(self._coll.find().sort("_id", 1).limit(limit))

@@ -1,0 +1,73 @@
+"""The ``images`` collection: one document per image, keyed by hash(collection, source)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from thumbcache.state.clock import Clock, utcnow
+
+
+class ImageRepository:
+    """Images: source, fingerprint, dimensions, format, per-rendition records, last error."""
+
+    def __init__(self, db: Database[Any], clock: Clock = utcnow) -> None:
+        self._coll = db["images"]
+        self._clock = clock
+
+    def get(self, image_id: str) -> dict[str, Any] | None:
+        """One image, or None."""
+        return self._coll.find_one({"_id": image_id})
+
+    def get_many(self, image_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Images by id (missing ones absent)."""
+        if not image_ids:
+            return {}
+        return {d["_id"]: d for d in self._coll.find({"_id": {"$in": image_ids}})}
+
+    def upsert_scanned(self, docs: Iterable[dict[str, Any]]) -> None:
+        """Record what the scan read (metadata and errors), keeping rendition records."""
+        now = self._clock()
+        ops = []
+        for doc in docs:
+            fields = {k: v for k, v in doc.items() if k != "_id"}
+            fields["scanned_at"] = now
+            ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}, upsert=True))
+        if ops:
+            self._coll.bulk_write(ops, ordered=False)
+
+    def record_rendition(self, image_id: str, stage: str, record: dict[str, Any]) -> None:
+        """Store a rendition's record and clear that stage's error."""
+        self._coll.update_one(
+            {"_id": image_id},
+            {"$set": {f"renditions.{stage}": record}, "$unset": {f"stage_errors.{stage}": ""}},
+        )
+
+    def record_stage_error(self, image_id: str, stage: str, error: dict[str, str]) -> None:
+        """Store why a rendition failed."""
+        self._coll.update_one({"_id": image_id}, {"$set": {f"stage_errors.{stage}": error}})
+
+    def clear_rendition(self, image_id: str, stage: str) -> None:
+        """Forget a rendition record (its file is gone): the next scan renders it again."""
+        self._coll.update_one({"_id": image_id}, {"$unset": {f"renditions.{stage}": ""}})
+
+    def iter_collection(self, collection_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every image of a collection, in source order, paged by source."""
+        last = ""
+        while True:
+            page = list(
+                self._coll.find({"collection_id": collection_id, "source": {"$gt": last}})
+                .sort("source", 1)
+                .limit(batch)
+            )
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1]["source"]
+
+    def ensure_indexes(self) -> None:
+        """Indexes the queries above rely on."""
+        self._coll.create_index([("collection_id", 1), ("source", 1)])

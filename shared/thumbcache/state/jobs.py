@@ -1,0 +1,124 @@
+"""The ``jobs`` collection: one document per job, counters moved only by winning writes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo.database import Database
+
+from thumbcache.state.clock import Clock, utcnow
+from thumbcache.state.model import (
+    JOB_DONE,
+    JOB_RUNNING,
+    JOB_STALLED,
+    job_is_finished,
+    new_job_counters,
+)
+
+
+class JobRepository:
+    """Jobs: status, counters (per image and per stage), scan checkpoint, timestamps."""
+
+    def __init__(self, db: Database[Any], clock: Clock = utcnow) -> None:
+        self._coll = db["jobs"]
+        self._clock = clock
+
+    def create(
+        self,
+        job_id: str,
+        collection_id: str,
+        root: str,
+        *,
+        force: bool,
+        recipes: Mapping[str, str],
+        kind: str = "scan",
+    ) -> dict[str, Any]:
+        """Create the job state; this happens before anything is published."""
+        now = self._clock()
+        doc: dict[str, Any] = {
+            "_id": job_id,
+            "kind": kind,
+            "collection_id": collection_id,
+            "root": root,
+            "force": force,
+            "recipes": dict(recipes),
+            "status": JOB_RUNNING,
+            **new_job_counters(),
+            "scan": {"cursor": [], "chunks": 0, "complete": False},
+            "created_at": now,
+            "started_at": now,
+            "finished_at": None,
+            "last_progress_at": now,
+        }
+        self._coll.insert_one(doc)
+        return doc
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """One job, or None."""
+        return self._coll.find_one({"_id": job_id})
+
+    def find_unfinished(self, collection_id: str | None = None) -> list[dict[str, Any]]:
+        """Jobs still running or stalled (optionally of one collection), oldest first."""
+        query: dict[str, Any] = {"status": {"$in": [JOB_RUNNING, JOB_STALLED]}}
+        if collection_id is not None:
+            query["collection_id"] = collection_id
+        return list(self._coll.find(query).sort("_id", 1))
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Most recent jobs first."""
+        return list(self._coll.find().sort("_id", -1).limit(limit))
+
+    def commit_chunk(
+        self,
+        job_id: str,
+        chunk: int,
+        cursor: list[str],
+        increments: Mapping[str, int],
+        *,
+        complete: bool,
+    ) -> bool:
+        """Advance the scan checkpoint past chunk ``chunk`` and add its counts, exactly once."""
+        update: dict[str, Any] = {
+            "$set": {
+                "scan.cursor": cursor,
+                "scan.complete": complete,
+                "last_progress_at": self._clock(),
+            },
+            "$inc": {"scan.chunks": 1, **{k: v for k, v in increments.items() if v}},
+        }
+        result = self._coll.update_one({"_id": job_id, "scan.chunks": chunk}, update)
+        return result.modified_count == 1
+
+    def add_progress(self, job_id: str, increments: Mapping[str, int]) -> None:
+        """Add a winning transition's counts and mark progress (revives a stalled job).
+
+        Setting ``running`` is safe: a job cannot be done while one of its stages is open.
+        """
+        self._coll.update_one(
+            {"_id": job_id},
+            {
+                "$inc": dict(increments),
+                "$set": {"last_progress_at": self._clock(), "status": JOB_RUNNING},
+            },
+        )
+
+    def set_counters(self, job_id: str, flat_counters: Mapping[str, int]) -> None:
+        """Overwrite the counters with a recount (only while no worker moves them)."""
+        self._coll.update_one({"_id": job_id}, {"$set": dict(flat_counters)})
+
+    def finish_if_complete(self, job_id: str) -> bool:
+        """Mark the job done if the scan ended and every image has an outcome (once)."""
+        job = self.get(job_id)
+        if job is None or job.get("status") == JOB_DONE or not job_is_finished(job):
+            return False
+        result = self._coll.update_one(
+            {"_id": job_id, "status": {"$ne": JOB_DONE}},
+            {"$set": {"status": JOB_DONE, "finished_at": self._clock()}},
+        )
+        return result.modified_count == 1
+
+    def ensure_indexes(self) -> None:
+        """Indexes for listing by status and by collection."""
+        self._coll.create_index([("status", 1)])
+        self._coll.create_index([("collection_id", 1)])

@@ -1,0 +1,112 @@
+"""Pure rules of the job state: item states, image outcomes, the skip key, counter fields.
+
+Nothing here touches the database: the repositories apply these decisions with guarded writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from thumbcache.contracts import RENDER_STAGES
+from thumbcache.settings import RenditionSettings
+
+# Item stage states.
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+SKIPPED = "skipped"
+FAILED = "failed"
+OPEN_STATES = (PENDING, RUNNING)
+TERMINAL_STATES = (DONE, SKIPPED, FAILED)
+
+# Image outcomes within a job (what `thumbcache run --json` counts).
+COMPLETED = "completed"
+OUTCOMES = (COMPLETED, SKIPPED, FAILED)
+
+# Job statuses.
+JOB_RUNNING = "running"
+JOB_DONE = "done"
+JOB_STALLED = "stalled"
+JOB_STATUSES = (JOB_RUNNING, JOB_STALLED, JOB_DONE)
+
+STAGE_COUNTERS = ("total", "completed", "skipped", "failed")
+
+
+def recipe_hash(stage: str, rendition: RenditionSettings, engine_version: str) -> str:
+    """The recipe of a rendition: everything that changes its output except the source.
+
+    The engine version stands for the rendering code; library versions are deliberately left
+    out so that a patch release of Pillow does not redo a million renditions.
+    """
+    recipe = {
+        "stage": stage,
+        "box": [rendition.width, rendition.height],
+        "format": rendition.format,
+        "quality": rendition.quality,
+        "webp_method": rendition.webp_method if rendition.format == "webp" else None,
+        "background": rendition.background,
+        "engine": engine_version,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def rendition_is_current(
+    record: Mapping[str, Any] | None,
+    recipe: str,
+    fingerprint: Mapping[str, Any],
+    file_exists: bool,
+) -> bool:
+    """The skip key: same recipe, same source fingerprint, and the file still on disk."""
+    return (
+        record is not None
+        and record.get("recipe") == recipe
+        and record.get("fingerprint") == dict(fingerprint)
+        and file_exists
+    )
+
+
+def image_outcome(states: Mapping[str, str]) -> str | None:
+    """The outcome of an image once every stage is terminal, else None.
+
+    Failed if any rendition failed; completed if this job rendered any; skipped otherwise.
+    """
+    if any(state not in TERMINAL_STATES for state in states.values()):
+        return None
+    if any(state == FAILED for state in states.values()):
+        return FAILED
+    if any(state == DONE for state in states.values()):
+        return COMPLETED
+    return SKIPPED
+
+
+def stage_counter_for(state: str) -> str:
+    """The per-stage counter that a terminal stage state moves."""
+    return {DONE: "completed", SKIPPED: "skipped", FAILED: "failed"}[state]
+
+
+def new_job_counters() -> dict[str, Any]:
+    """Zeroed counters for a new job document."""
+    return {
+        "total": 0,
+        "completed": 0,
+        "skipped": 0,
+        "failed": 0,
+        "stages": {
+            stage: dict.fromkeys(STAGE_COUNTERS, 0) for stage in ("scan", *RENDER_STAGES)
+        },
+    }
+
+
+def job_is_finished(job: Mapping[str, Any]) -> bool:
+    """True when the scan has finished and every image has an outcome."""
+    scan = job.get("scan") or {}
+    done = job.get("completed", 0) + job.get("skipped", 0) + job.get("failed", 0)
+    return bool(scan.get("complete")) and done >= job.get("total", 0)
+
+
+def error_doc(error_class: str, message: str) -> dict[str, str]:
+    """How a failure reason is stored: its class (for grouping) and a readable message."""
+    return {"class": error_class, "message": message[:2000]}

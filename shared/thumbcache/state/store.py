@@ -1,0 +1,59 @@
+"""One handle on every repository, built from a pymongo database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from thumbcache.state.clock import Clock, utcnow
+from thumbcache.state.collections import CollectionRepository
+from thumbcache.state.folders import FolderRepository
+from thumbcache.state.images import ImageRepository
+from thumbcache.state.items import ItemRepository
+from thumbcache.state.jobs import JobRepository
+
+
+@dataclass
+class Store:
+    """The job state: collections, images, jobs, job items and cache folders."""
+
+    db: Database[Any]
+    collections: CollectionRepository
+    images: ImageRepository
+    jobs: JobRepository
+    items: ItemRepository
+    folders: FolderRepository
+
+    @classmethod
+    def from_database(cls, db: Database[Any], clock: Clock = utcnow) -> Store:
+        """Repositories over ``db``; indexes are created once here."""
+        store = cls(
+            db=db,
+            collections=CollectionRepository(db, clock),
+            images=ImageRepository(db, clock),
+            jobs=JobRepository(db, clock),
+            items=ItemRepository(db, clock),
+            folders=FolderRepository(db),
+        )
+        store.images.ensure_indexes()
+        store.jobs.ensure_indexes()
+        return store
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            self.db.client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+
+def connect(url: str, database: str, **client_options: Any) -> Store:
+    """A store on the MongoDB (or MongoDB-protocol) server at ``url``."""
+    client: MongoClient[Any] = MongoClient(
+        url, serverSelectionTimeoutMS=10_000, tz_aware=True, **client_options
+    )
+    return Store.from_database(client[database])

@@ -1,0 +1,1 @@
+"""Cache folders: choosing one per collection, laying out rendition paths, writing atomically."""

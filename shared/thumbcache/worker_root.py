@@ -1,0 +1,32 @@
+"""The shared shape of a stage worker's composition root (``dramatiq thumbcache_X.worker``)."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from thumbcache.broker import make_broker
+from thumbcache.errors import ConfigError
+from thumbcache.logs import setup_logging
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.settings import load_settings
+from thumbcache.state.store import connect
+
+
+def build_worker_runtime() -> Runtime:
+    """Read settings once, build the broker and the store, make the broker global.
+
+    Called before a service's actors are declared, so no actor binds to Dramatiq's default.
+    """
+    setup_logging()
+    settings = load_settings()
+    if settings.broker_url.startswith("memory://"):
+        raise ConfigError("a stage worker needs THUMBCACHE_BROKER_URL (amqp://...)")
+    broker = make_broker(settings)
+    dramatiq.set_broker(broker)
+    if settings.embedded:
+        from thumbcache.embedded import shared_embedded_url
+
+        url = shared_embedded_url(settings.data_dir)
+    else:
+        url = settings.mongo_url
+    return Runtime(settings, connect(url, settings.database), broker)
