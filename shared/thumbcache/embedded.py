@@ -50,7 +50,8 @@ class EmbeddedMongo:
             self.process = _spawn(self.storage, port, self.data_dir / "mongo.log")
             if _wait_for_port(port, self.process, deadline):
                 self.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-                self.info_file.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+                info = {"pid": self.process.pid, "port": port, "owner": os.getpid()}
+                self.info_file.write_text(json.dumps(info))
                 return self.url
             last_error = _tail(self.data_dir / "mongo.log")
             # A server of a parent that just died may still hold the storage lock: retry.
@@ -76,13 +77,17 @@ class EmbeddedMongo:
         self.process = None
 
     def _live_server(self) -> str:
+        """The URL of a server whose owner is alive; an orphaned one is retired first."""
         try:
             info = json.loads(self.info_file.read_text())
-            pid, port = int(info["pid"]), int(info["port"])
+            pid, port, owner = int(info["pid"]), int(info["port"]), int(info["owner"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return ""
-        if _pid_alive(pid) and _port_open(port):
+        if not _pid_alive(pid):
+            return ""
+        if _pid_alive(owner) and _port_open(port):
             return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        _retire(pid)  # its owner died: it is shutting down (death signal) or was left behind
         return ""
 
 
@@ -172,7 +177,25 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie is dead for our purposes (its lock is gone)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _retire(pid: int, grace_s: float = 15.0) -> None:
+    """Wait for an orphaned server to exit, ending it if it lingers, so its lock is free."""
+    deadline = time.monotonic() + grace_s
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

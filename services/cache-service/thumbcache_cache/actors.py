@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
-
 from thumbcache.pipeline.actors import declare_render_actor
 from thumbcache.pipeline.runtime import Runtime
 

@@ -1,4 +1,4 @@
-"""Composition root of cache-service: ``dramatiq thumbcache_cache.worker`` (or ``thumbcache worker``).
+"""Composition root of cache-service: ``dramatiq thumbcache_cache.worker``.
 
 Settings are read and the broker set before the actor is declared (Dramatiq's import trap).
 """

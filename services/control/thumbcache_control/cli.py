@@ -16,6 +16,7 @@ from thumbcache.errors import ConfigError, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.model import JOB_DONE
+
 from thumbcache_control.summary import human_status, image_line, job_summary
 
 log = logging.getLogger("thumbcache")
@@ -140,7 +141,9 @@ def _cmd_images(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(line))
             else:
                 sizes = " ".join(
-                    f"{k}={v['width']}x{v['height']}" for k in ("thumbnail", "cache") if (v := line[k])
+                    f"{k}={v['width']}x{v['height']}"
+                    for k in ("thumbnail", "cache")
+                    if (v := line[k])
                 )
                 print(f"{line['source']}  {line['error'] or sizes}")
     return EXIT_OK
@@ -150,6 +153,7 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from thumbcache.broker import make_broker
     from thumbcache.pipeline.runtime import Runtime
     from thumbcache.pipeline.scan import start_scan
+
     from thumbcache_control.embedded_run import open_store
 
     if settings.broker_url.startswith("memory://"):
@@ -187,7 +191,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             for i in store.items.failures(args.job_id)
         ]
         if args.json:
-            print(json.dumps({**job_summary(job), "stages": job.get("stages"), "failures": failures}))
+            print(
+                json.dumps({**job_summary(job), "stages": job.get("stages"), "failures": failures})
+            )
         else:
             print(human_status(job))
             for failure in failures[:50]:

@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 import dramatiq
-
 from thumbcache.broker import make_broker
 from thumbcache.contracts import ACTORS_MODULE_OF_STAGE, STAGES
 from thumbcache.embedded import EmbeddedMongo
@@ -27,6 +26,7 @@ from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.settings import Settings
 from thumbcache.state.model import JOB_DONE
 from thumbcache.state.store import Store, connect
+
 from thumbcache_control.summary import progress_line
 
 log = logging.getLogger(__name__)

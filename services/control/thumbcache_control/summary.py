@@ -75,7 +75,8 @@ def format_seconds(seconds: float) -> str:
 def human_status(job: Mapping[str, Any]) -> str:
     """A few readable lines about a job, with per-stage counts."""
     lines = [
-        f"job {job['_id']}  {job['status']}  collection {job['collection_id']}  {job.get('root', '')}",
+        f"job {job['_id']}  {job['status']}  collection {job['collection_id']}"
+        f"  {job.get('root', '')}",
         f"  images: total {job.get('total', 0)}  completed {job.get('completed', 0)}  "
         f"skipped {job.get('skipped', 0)}  failed {job.get('failed', 0)}",
     ]

@@ -1,4 +1,4 @@
-"""Composition root of scanner: ``dramatiq thumbcache_scanner.worker`` (or ``thumbcache worker``).
+"""Composition root of scanner: ``dramatiq thumbcache_scanner.worker``.
 
 Settings are read and the broker set before the actor is declared (Dramatiq's import trap).
 """

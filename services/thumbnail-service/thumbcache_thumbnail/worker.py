@@ -1,4 +1,4 @@
-"""Composition root of thumbnail-service: ``dramatiq thumbcache_thumbnail.worker`` (or ``thumbcache worker``).
+"""Composition root of thumbnail-service: ``dramatiq thumbcache_thumbnail.worker``.
 
 Settings are read and the broker set before the actor is declared (Dramatiq's import trap).
 """

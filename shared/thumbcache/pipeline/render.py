@@ -6,6 +6,7 @@ only the call that wins the item's transition moves job and folder counters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -88,7 +89,9 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     ):
         return Outcome(SKIPPED)
     data, fingerprint = read_source(collection["root"], parse_ref(request.source), settings.limits)
-    rendered = render(data, RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail"), settings.limits)
+    rendered = render(
+        data, RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail"), settings.limits
+    )
     del data
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
     record = {
@@ -117,10 +120,8 @@ def _folder_deltas(
     old_path, old_folder, old_size = previous["path"], previous["folder_id"], previous["bytes"]
     if old_path == path:
         return {folder_id: (0, size - old_size)}
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(old_path)  # the recipe moved the file (another size or format)
-    except FileNotFoundError:
-        pass
     deltas = {folder_id: (1, size)}
     files, size_bytes = deltas.get(old_folder, (0, 0))
     deltas[old_folder] = (files - 1, size_bytes - old_size)
@@ -172,7 +173,9 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
     return "duplicate"
 
 
-def _release_quietly(rt: Runtime, stage: str, request: RenderRequest, error: dict[str, str]) -> None:
+def _release_quietly(
+    rt: Runtime, stage: str, request: RenderRequest, error: dict[str, str]
+) -> None:
     try:
         rt.store.items.release_attempt(request.job_id, request.image_id, stage, error)
     except Exception:  # the database may be the transient fault itself

@@ -1,4 +1,4 @@
-"""The scanner's work: create the job state, then walk, record and publish in checkpointed chunks."""
+"""The scanner's work: create the job state first, then walk, record and publish in chunks."""
 
 from __future__ import annotations
 
@@ -64,7 +64,11 @@ def start_scan(rt: Runtime, root: str, *, force: bool = False) -> dict[str, Any]
     """Create the job state first, then ask the scanner to scan. Returns the job document."""
     collection = prepare_collection(rt, root)
     job = rt.store.jobs.create(
-        new_job_id(), collection["_id"], collection["root"], force=force, recipes=current_recipes(rt)
+        new_job_id(),
+        collection["_id"],
+        collection["root"],
+        force=force,
+        recipes=current_recipes(rt),
     )
     rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))
     return job
@@ -225,7 +229,9 @@ def _publish(rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]) -> N
     scan = rt.settings.scan
     queues = [QUEUE_OF_STAGE[s] for s in RENDER_STAGES]
     for batch in _batched(_render_messages(job, items), scan.publish_batch):
-        wait_below_high_water(rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds)
+        wait_below_high_water(
+            rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds
+        )
         publish_batch(rt.broker, batch)
 
 
@@ -234,7 +240,11 @@ def _render_messages(job: dict[str, Any], items: list[dict[str, Any]]) -> Iterat
         for stage, sub in item.get("stages", {}).items():
             if sub.get("state") in (PENDING, "running"):
                 request = RenderRequest(
-                    job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
+                    job["_id"],
+                    item["collection_id"],
+                    item["image_id"],
+                    item["source"],
+                    job["force"],
                 )
                 yield render_message(stage, request)
 

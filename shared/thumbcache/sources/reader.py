@@ -57,7 +57,9 @@ def open_source(
     with open_regular_file(path) as (fh, st):
         if ref.entry is None:
             if st.st_size > limits.max_file_bytes:
-                raise ImageTooLarge(f"{st.st_size} bytes, over the limit of {limits.max_file_bytes}")
+                raise ImageTooLarge(
+                    f"{st.st_size} bytes, over the limit of {limits.max_file_bytes}"
+                )
             yield fh, Fingerprint(st.st_size, st.st_mtime_ns)
             return
         try:

@@ -47,9 +47,7 @@ def parse_ref(text: str) -> SourceRef:
             split_at = index + len(ext)
     if split_at == -1:
         return SourceRef(check_relative_path(text))
-    return SourceRef(
-        check_relative_path(text[:split_at]), check_entry_name(text[split_at + 1 :])
-    )
+    return SourceRef(check_relative_path(text[:split_at]), check_entry_name(text[split_at + 1 :]))
 
 
 def check_relative_path(path: str) -> str:

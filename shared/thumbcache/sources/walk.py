@@ -64,7 +64,7 @@ def _walk_dir(
     ancestors: set[tuple[int, int]],
 ) -> Iterator[Candidate]:
     depth = len(prefix)
-    bound = after[depth] if len(after) > depth and after[: depth] == prefix else None
+    bound = after[depth] if len(after) > depth and after[:depth] == prefix else None
     try:
         with os.scandir(directory) as it:
             names = sorted(e.name for e in it if not e.name.startswith("."))
@@ -81,16 +81,13 @@ def _walk_dir(
             identity = (st.st_dev, st.st_ino)
             if identity in ancestors:
                 continue  # a link loop
-            yield from _walk_dir(
-                real_root, path, key, child_after, limits, ancestors | {identity}
-            )
+            yield from _walk_dir(real_root, path, key, child_after, limits, ancestors | {identity})
         elif kind == "file":
             if is_archive_name(name):
                 yield from _walk_archive(path, key, child_after, st, limits)
-            elif not child_after:  # a file equal to the cursor was done already
-                if _looks_like_image(path, name):
-                    ref = SourceRef("/".join(key))
-                    yield Candidate(ref, Fingerprint(st.st_size, st.st_mtime_ns))
+            elif not child_after and _looks_like_image(path, name):  # cursor file: done already
+                ref = SourceRef("/".join(key))
+                yield Candidate(ref, Fingerprint(st.st_size, st.st_mtime_ns))
 
 
 def _walk_archive(

@@ -72,7 +72,9 @@ class ItemRepository:
         )
         return result.modified_count == 1
 
-    def release_attempt(self, job_id: str, image_id: str, stage: str, error: dict[str, str]) -> None:
+    def release_attempt(
+        self, job_id: str, image_id: str, stage: str, error: dict[str, str]
+    ) -> None:
         """Give back the attempt of a start that ended in a transient error (to be retried).
 
         Attempts then count only starts that ended without a word: crashes of the worker.

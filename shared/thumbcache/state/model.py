@@ -94,9 +94,7 @@ def new_job_counters() -> dict[str, Any]:
         "completed": 0,
         "skipped": 0,
         "failed": 0,
-        "stages": {
-            stage: dict.fromkeys(STAGE_COUNTERS, 0) for stage in ("scan", *RENDER_STAGES)
-        },
+        "stages": {stage: dict.fromkeys(STAGE_COUNTERS, 0) for stage in ("scan", *RENDER_STAGES)},
     }
 
 

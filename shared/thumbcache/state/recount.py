@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from thumbcache.state.model import FAILED, SKIPPED, TERMINAL_STATES, new_job_counters, stage_counter_for
+from thumbcache.state.model import (
+    FAILED,
+    SKIPPED,
+    TERMINAL_STATES,
+    new_job_counters,
+    stage_counter_for,
+)
 
 BY_SCAN = "scan"
 
 
-def counters_from_items(items: Iterable[Mapping[str, Any]], committed_chunks: int) -> dict[str, Any]:
+def counters_from_items(
+    items: Iterable[Mapping[str, Any]], committed_chunks: int
+) -> dict[str, Any]:
     """The counters a job should have, given its items and how many chunks were committed."""
     counters = new_job_counters()
     stages = counters["stages"]

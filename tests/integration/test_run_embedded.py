@@ -1,0 +1,214 @@
+"""`thumbcache run`: the embedded default, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from thumbcache.embedded import EmbeddedMongo
+from thumbcache.state.store import connect
+
+from tests.imagegen import jpeg_bytes, make_collection
+from tests.invariants import (
+    assert_folders_match_disk,
+    assert_job_exact,
+    assert_renditions_valid,
+    rendition_files,
+)
+
+pytestmark = pytest.mark.integration
+BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
+
+
+def thumbcache(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "thumbcache_control.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+class EmbeddedStore:
+    """Open the embedded store a finished `thumbcache run` left under its data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.server = EmbeddedMongo(str(data_dir))
+
+    def __enter__(self):
+        return connect(self.server.start(), "thumbcache")
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+def test_run_processes_a_mixed_collection_and_reports_each_image(tmp_path, clean_env):
+    expected = make_collection(tmp_path / "photos")
+    data = tmp_path / "data"
+
+    result = thumbcache(
+        "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
+    )
+
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    assert summary["status"] == "done"
+    assert summary["total"] == len(expected)
+    assert summary["failed"] == sum(1 for v in expected.values() if v == "failed")
+    assert summary["completed"] == sum(1 for v in expected.values() if v == "ok")
+    assert summary["skipped"] == 0
+
+    listing = thumbcache(
+        "images", summary["collection_id"], "--data-dir", str(data), "--json", env=clean_env
+    )
+    assert listing.returncode == 0, listing.stderr
+    images = {d["source"]: d for d in map(json.loads, listing.stdout.splitlines())}
+    assert set(images) == set(expected)
+    for source, kind in expected.items():
+        image = images[source]
+        if kind == "failed":
+            assert image["error"], source  # a reason, stored and shown
+            assert image["thumbnail"] is None and image["cache"] is None
+        else:
+            assert image["error"] is None, (source, image["error"])
+            assert Path(image["thumbnail"]["path"]).is_file()
+            assert image["thumbnail"]["width"] <= 300 and image["thumbnail"]["height"] <= 300
+            assert image["cache"]["width"] <= 1920 and image["cache"]["height"] <= 1080
+    # orientation 6: stored 1640x1200 landscape, displayed portrait
+    rotated = images["photo01.jpg"]
+    assert (rotated["width"], rotated["height"]) == (1200, 1640)
+    assert rotated["cache"]["height"] == 1080 and rotated["cache"]["width"] == 790
+    assert rotated["thumbnail"]["height"] == 300 and rotated["thumbnail"]["width"] < 300
+    # never upscaled: a 400x300 source keeps its size in the cache rendition
+    assert (images["noext"]["cache"]["width"], images["noext"]["cache"]["height"]) == (400, 300)
+    # the truncated JPEG's reason says what happened
+    assert (
+        "Corrupt" in images["truncated.jpg"]["error"]
+        or "truncat" in images["truncated.jpg"]["error"].lower()
+    )
+    assert images["book.cbz#../escape.jpg"]["error"].startswith("UnsafeSource")
+
+    with EmbeddedStore(data) as store:
+        assert_job_exact(store, summary["job_id"])
+        assert_folders_match_disk(store)
+        assert (
+            assert_renditions_valid(store, summary["collection_id"], BOXES)
+            == 2 * summary["completed"]
+        )
+
+
+def test_rerun_skips_everything_and_rewrites_no_file(tmp_path, clean_env):
+    make_collection(tmp_path / "photos")
+    data = tmp_path / "data"
+    first = last_json(
+        thumbcache(
+            "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
+        ).stdout
+    )
+    before = rendition_files(str(data / "cache"))
+
+    result = thumbcache(
+        "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
+    )
+
+    second = last_json(result.stdout)
+    assert second["job_id"] != first["job_id"]
+    assert second["total"] == first["total"]
+    assert second["skipped"] == first["completed"]
+    assert second["completed"] == 0
+    assert second["failed"] == first["failed"]
+    assert rendition_files(str(data / "cache")) == before  # same inodes, same mtimes
+
+    # a changed source is rendered again, and only it
+    (tmp_path / "photos" / "photo00.jpg").write_bytes(jpeg_bytes(900, 900, seed=42))
+    third = last_json(
+        thumbcache(
+            "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
+        ).stdout
+    )
+    assert (third["completed"], third["skipped"]) == (1, first["completed"] - 1)
+    with EmbeddedStore(data) as store:
+        assert_folders_match_disk(store)
+
+    forced = last_json(
+        thumbcache(
+            "run",
+            str(tmp_path / "photos"),
+            "--data-dir",
+            str(data),
+            "--force",
+            "--json",
+            env=clean_env,
+        ).stdout
+    )
+    assert forced["completed"] == first["completed"] and forced["skipped"] == 0
+
+
+def test_sigkill_mid_run_then_rerun_finishes_every_image_exactly_once(tmp_path, clean_env):
+    root = tmp_path / "big"
+    root.mkdir()
+    for i in range(48):
+        (root / f"img{i:03d}.jpg").write_bytes(jpeg_bytes(2400, 1600, seed=i))
+    data = tmp_path / "data"
+    env = {**clean_env, "THUMBCACHE_SCAN__CHUNK_SIZE": "8", "THUMBCACHE_WORKER__THREADS": "2"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "thumbcache_control.cli",
+            "run",
+            str(root),
+            "--data-dir",
+            str(data),
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    thumbs = data / "cache" / "thumbnails"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = sum(len(files) for _d, _s, files in os.walk(thumbs)) if thumbs.exists() else 0
+        if done >= 10 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, (
+        "the run finished before it could be killed: make the collection bigger"
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    result = thumbcache("run", str(root), "--data-dir", str(data), "--json", env=env)
+
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    assert summary["total"] == 48
+    assert summary["completed"] + summary["skipped"] == 48 and summary["failed"] == 0
+    with EmbeddedStore(data) as store:
+        job = assert_job_exact(store, summary["job_id"])
+        assert len(store.jobs.list()) == 1, "the rerun resumed the same job"
+        assert job["completed"] == 48
+        assert_folders_match_disk(store)
+        assert assert_renditions_valid(store, summary["collection_id"], BOXES) == 96
+
+
+def test_run_refuses_a_missing_folder_with_a_clear_error(tmp_path, clean_env):
+    result = thumbcache(
+        "run", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d"), env=clean_env
+    )
+    assert result.returncode == 1
+    assert "not a directory" in result.stderr

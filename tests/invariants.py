@@ -1,0 +1,73 @@
+"""Checks that must hold after any job, however it was interrupted or duplicated."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from PIL import Image
+from thumbcache.state.recount import counters_from_items, flatten
+from thumbcache.state.store import Store
+from thumbcache.storage.layout import is_temp_name
+
+
+def assert_job_exact(store: Store, job_id: str) -> dict[str, Any]:
+    """Every image has one outcome; the job's counters equal a recount from its items."""
+    job = store.jobs.get(job_id)
+    assert job is not None
+    items = list(store.items.iter_job(job_id))
+    assert len({i["image_id"] for i in items}) == len(items)
+    assert job["status"] == "done", job
+    assert all(i["outcome"] in ("completed", "skipped", "failed") for i in items)
+    for i in items:
+        if i["outcome"] == "failed":
+            reasons = [i.get("error")] + [s.get("error") for s in i["stages"].values()]
+            assert any(r and r["class"] and r["message"] for r in reasons), i
+    recount = flatten(counters_from_items(items, job["scan"]["chunks"]))
+    counted = {k: job[k] for k in ("total", "completed", "skipped", "failed", "stages")}
+    actual = flatten(counted)
+    assert actual == recount
+    assert job["total"] == job["completed"] + job["skipped"] + job["failed"] == len(items)
+    return job
+
+
+def assert_folders_match_disk(store: Store) -> None:
+    """Folder statistics equal what is on disk, and no temporary file is left anywhere."""
+    for folder in store.folders.list():
+        files = 0
+        size = 0
+        for dirpath, _dirs, names in os.walk(folder["path"]):
+            for name in names:
+                assert not is_temp_name(name), f"temp file left: {dirpath}/{name}"
+                files += 1
+                size += os.path.getsize(os.path.join(dirpath, name))
+        assert (folder["total_files"], folder["current_size_bytes"]) == (files, size), folder
+
+
+def assert_renditions_valid(
+    store: Store, collection_id: str, boxes: dict[str, tuple[int, int]]
+) -> int:
+    """Every recorded rendition exists, decodes, fits its box and matches its record."""
+    count = 0
+    for image in store.images.iter_collection(collection_id):
+        for stage, record in (image.get("renditions") or {}).items():
+            assert os.path.isfile(record["path"]), record
+            assert os.path.getsize(record["path"]) == record["bytes"]
+            with Image.open(record["path"]) as im:
+                im.load()
+                assert im.size == (record["width"], record["height"])
+            box_w, box_h = boxes[stage]
+            assert record["width"] <= box_w and record["height"] <= box_h
+            assert record["width"] <= image["width"] and record["height"] <= image["height"]
+            count += 1
+    return count
+
+
+def rendition_files(folder: str) -> dict[str, tuple[int, int]]:
+    """{path: (inode, mtime_ns)} of every file under a cache folder."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            st = os.stat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_ino, st.st_mtime_ns)
+    return out
