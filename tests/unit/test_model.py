@@ -67,7 +67,7 @@ def test_recount_counts_uncommitted_chunks_only_for_their_worker_side():
             {"thumbnail": "skipped", "cache": "skipped"},
             {"thumbnail": "skipped", "cache": "skipped"},
             "skipped",
-            "scan",
+            by="scan",
         ),
         item(0, {}, {}, "failed", by="scan", error={"class": "NotAnImage", "message": "x"}),
         # chunk 1 is not committed yet: a worker already finished its thumbnail

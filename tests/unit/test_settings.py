@@ -74,7 +74,7 @@ def test_a_bad_value_fails_naming_its_key(env, key):
 
 def test_unknown_key_in_a_file_is_refused(tmp_path):
     path = write(tmp_path, "bad.toml", "[scan]\nchunk = 5\n")
-    with pytest.raises(ConfigError, match="scan.chunk"):
+    with pytest.raises(ConfigError, match=r"scan\.chunk"):
         load_settings(files=[path], env={})
 
 
