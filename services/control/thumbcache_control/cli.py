@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from thumbcache.contracts import WORKER_MODULE_OF_STAGE
+from thumbcache.contracts import QUEUE_OF_STAGE, WORKER_MODULE_OF_STAGE
 from thumbcache.errors import ConfigError, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.settings import Settings, load_settings
@@ -208,9 +208,12 @@ def _stage_errors(item: dict[str, Any]) -> dict[str, Any]:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Replace this process with Dramatiq's worker for one stage (so it gets SIGTERM first)."""
     threads = args.threads or settings.worker.threads
-    module = WORKER_MODULE_OF_STAGE[WORKER_STAGES[args.stage]]
+    stage = WORKER_STAGES[args.stage]
+    # Only this stage's queue (and its delay queue): publishing declares other stages' queues
+    # on the scanner's broker, and Dramatiq would otherwise consume those too.
     argv = [
-        sys.executable, "-m", "dramatiq", module,
+        sys.executable, "-m", "dramatiq", WORKER_MODULE_OF_STAGE[stage],
+        "--queues", QUEUE_OF_STAGE[stage],
         "--processes", "1", "--threads", str(threads),
         "--worker-shutdown-timeout", str(settings.worker.shutdown_timeout_seconds * 1000),
     ]  # fmt: skip
