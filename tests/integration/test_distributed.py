@@ -13,6 +13,10 @@ from pathlib import Path
 
 import dramatiq
 import pytest
+from thumbcache.broker import make_broker
+from thumbcache.contracts import RenderRequest, render_message
+from thumbcache.settings import load_settings
+from thumbcache.state.store import connect
 
 from tests.imagegen import make_collection
 from tests.invariants import (
@@ -21,10 +25,6 @@ from tests.invariants import (
     assert_renditions_valid,
     rendition_files,
 )
-from thumbcache.broker import make_broker
-from thumbcache.contracts import RenderRequest, render_message
-from thumbcache.settings import load_settings
-from thumbcache.state.store import connect
 
 pytestmark = pytest.mark.integration
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
