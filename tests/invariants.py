@@ -33,7 +33,7 @@ def assert_job_exact(store: Store, job_id: str) -> dict[str, Any]:
 
 def assert_folders_match_disk(store: Store) -> None:
     """Folder statistics equal what is on disk, and no temporary file is left anywhere."""
-    for folder in store.folders.list():
+    for folder in store.folders.all():
         files = 0
         size = 0
         for dirpath, _dirs, names in os.walk(folder["path"]):

@@ -28,6 +28,29 @@ RENDER_STAGES = ("thumbnail", "cache")
 STAGES = ("scan", *RENDER_STAGES)
 
 QUEUE_OF_STAGE = {"scan": SCAN_QUEUE, "thumbnail": THUMBNAIL_QUEUE, "cache": CACHE_QUEUE}
+
+# Each render stage has two lanes, separate queues scaled separately: new scans go "fresh";
+# bulk regeneration, cache warming and retries go "backfill", so they never delay a new
+# collection. The scan stage has one lane.
+FRESH = "fresh"
+BACKFILL = "backfill"
+LANES = (FRESH, BACKFILL)
+
+
+def queue_for(stage: str, lane: str = FRESH) -> str:
+    """The queue of a stage's lane: ``thumbnail`` or ``thumbnail-backfill``."""
+    if lane not in LANES:
+        raise ValueError(f"unknown lane {lane!r}")
+    base = QUEUE_OF_STAGE[stage]
+    return base if lane == FRESH or stage == "scan" else f"{base}-{BACKFILL}"
+
+
+def queues_of(stage: str, lanes: tuple[str, ...] = LANES) -> tuple[str, ...]:
+    """Every queue a worker of ``stage`` consumes for the given lanes."""
+    return tuple(dict.fromkeys(queue_for(stage, lane) for lane in lanes))
+
+
+ALL_QUEUES = tuple(dict.fromkeys(q for s in ("scan", "thumbnail", "cache") for q in queues_of(s)))
 ACTOR_OF_STAGE = {"scan": SCAN_ACTOR, "thumbnail": THUMBNAIL_ACTOR, "cache": CACHE_ACTOR}
 
 # The composition root of each stage's worker: what `dramatiq MODULE` loads. Named here as
@@ -112,10 +135,10 @@ def scan_message(request: ScanRequest) -> dramatiq.Message[Any]:
     )
 
 
-def render_message(stage: str, request: RenderRequest) -> dramatiq.Message[Any]:
-    """The Dramatiq message that asks a render stage for one rendition."""
+def render_message(stage: str, request: RenderRequest, lane: str = FRESH) -> dramatiq.Message[Any]:
+    """The Dramatiq message that asks a render stage (on a lane) for one rendition."""
     return dramatiq.Message(
-        queue_name=QUEUE_OF_STAGE[stage],
+        queue_name=queue_for(stage, lane),
         actor_name=ACTOR_OF_STAGE[stage],
         args=(request.to_dict(),),
         kwargs={},

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from thumbcache.errors import ConfigError, StateUnavailable
@@ -133,16 +133,27 @@ def _spawn(storage: Path, port: int, log_file: Path) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+        preexec_fn=_death_signal_setter(os.getpid()),  # noqa: PLW1509 - sets the death signal
     )
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the server outlives a killed parent; the next start reuses it
+def _death_signal_setter(parent: int) -> Callable[[], None]:
+    """A pre-exec hook: the child gets SIGKILL when ``parent`` dies, even if it already has.
+
+    SIGKILL, not SIGTERM: the server's storage survives it, and its SIGTERM handler deadlocks
+    when a second signal arrives during shutdown (seen with SecantusDB 0.7).
+    """
+
+    def set_death_signal() -> None:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            return  # not Linux: the server outlives a killed parent; the next start retires it
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return set_death_signal
 
 
 def _free_port() -> int:
@@ -184,18 +195,16 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _retire(pid: int, grace_s: float = 15.0) -> None:
-    """Wait for an orphaned server to exit, ending it if it lingers, so its lock is free."""
-    deadline = time.monotonic() + grace_s
+def _retire(pid: int, timeout_s: float = 30.0) -> None:
+    """End an orphaned server (its owner is gone) and wait until its storage lock is free.
+
+    SIGKILL is safe (the storage survives it) and avoids the server's fragile SIGTERM path.
+    """
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

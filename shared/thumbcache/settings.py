@@ -103,10 +103,13 @@ class WorkerSettings:
     min_backoff_ms: int = 1000
     max_backoff_ms: int = 60_000
     fsync: bool = False
+    prometheus: bool = False  # Dramatiq's exporter on :9191 (one worker per host or container)
+    lane: str = "all"  # which lanes a render worker consumes: fresh, backfill or all
 
     def validate(self, prefix: str) -> None:
         """Counts and timeouts must be positive, and the slice must fit its time limit."""
         _check(self.threads >= 1, f"{prefix}.threads", "must be >= 1")
+        _check(self.lane in ("fresh", "backfill", "all"), f"{prefix}.lane", "fresh|backfill|all")
         _check(self.max_attempts >= 1, f"{prefix}.max_attempts", "must be >= 1")
         _check(self.max_retries >= 0, f"{prefix}.max_retries", "must be >= 0")
         _check(self.render_time_limit_seconds >= 1, f"{prefix}.render_time_limit_seconds", ">= 1")
@@ -117,6 +120,54 @@ class WorkerSettings:
             f"{prefix}.max_backoff_ms",
             "must be >= min_backoff_ms",
         )
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """Operations: recovery, stale items, quarantine, alerts, orphan cleanup."""
+
+    recovery_lease_seconds: int = 300
+    recovery_idle_seconds: int = 120
+    stale_after_seconds: int = 900
+    stalled_after_seconds: int = 900
+    max_stale_requeues: int = 3
+    quarantine_after_failures: int = 3
+    alert_failure_ratio: float = 0.2
+    alert_min_images: int = 20
+    alert_webhook_url: str = ""
+    alert_webhook_retries: int = 3
+    alert_webhook_timeout_seconds: float = 5.0
+    orphan_grace_seconds: int = 7 * 24 * 3600
+
+    def validate(self, prefix: str) -> None:
+        """Durations and counts must be positive; the ratio a fraction; the webhook a URL."""
+        for name in ("recovery_lease_seconds", "stale_after_seconds", "stalled_after_seconds",
+                     "max_stale_requeues", "quarantine_after_failures"):  # fmt: skip
+            _check(getattr(self, name) >= 1, f"{prefix}.{name}", "must be >= 1")
+        _check(self.recovery_idle_seconds >= 0, f"{prefix}.recovery_idle_seconds", ">= 0")
+        _check(self.orphan_grace_seconds >= 0, f"{prefix}.orphan_grace_seconds", ">= 0")
+        _check(0 < self.alert_failure_ratio <= 1, f"{prefix}.alert_failure_ratio", "in (0, 1]")
+        _check(self.alert_min_images >= 1, f"{prefix}.alert_min_images", ">= 1")
+        _check(
+            not self.alert_webhook_url
+            or self.alert_webhook_url.startswith(("http://", "https://")),
+            f"{prefix}.alert_webhook_url",
+            "must be empty or an http(s) URL",
+        )
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    """The status service: which folders ``POST /v1/scans`` may scan, and whether a token is
+    required (the token itself comes from ``THUMBCACHE_API_TOKEN``, never a file)."""
+
+    allowed_roots: tuple[str, ...] = ()
+    require_token: bool = False
+
+    def validate(self, prefix: str) -> None:
+        """Allowed roots must be absolute."""
+        for root in self.allowed_roots:
+            _check(root.startswith("/"), f"{prefix}.allowed_roots", f"{root!r} is not absolute")
 
 
 @dataclass(frozen=True)
@@ -137,6 +188,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     def validate(self) -> Settings:
         """Validate every section; return self so construction reads as one expression."""
@@ -156,6 +209,8 @@ class Settings:
         self.limits.validate("limits")
         self.scan.validate("scan")
         self.worker.validate("worker")
+        self.status.validate("status")
+        self.ops.validate("ops")
         return self
 
     @property
@@ -201,7 +256,8 @@ def load_settings(
     _merge(layers, _env_layer(env))
     if overrides:
         _merge(layers, dict(overrides))
-    return _build(Settings, layers, "").validate()
+    settings: Settings = _build(Settings, layers, "")
+    return settings.validate()
 
 
 def _read_toml(path: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import dramatiq
 
 from thumbcache.broker import make_broker
 from thumbcache.errors import ConfigError
+from thumbcache.heartbeat import Heartbeat
 from thumbcache.logs import setup_logging
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import load_settings
@@ -22,6 +23,13 @@ def build_worker_runtime() -> Runtime:
     if settings.broker_url.startswith("memory://"):
         raise ConfigError("a stage worker needs THUMBCACHE_BROKER_URL (amqp://...)")
     broker = make_broker(settings)
+    worker = settings.worker
+    longest = max(worker.render_time_limit_seconds, worker.scan_time_limit_seconds)
+    broker.add_middleware(Heartbeat(stall_after=longest + 60))
+    if worker.prometheus:
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     if settings.embedded:
         from thumbcache.embedded import shared_embedded_url

@@ -29,13 +29,16 @@ BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
 def thumbcache(
     *args: str, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "thumbcache_control.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "thumbcache_control.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"thumbcache {args} hung; stderr: {exc.stderr!r}") from None
 
 
 def last_json(stdout: str) -> dict:
@@ -200,7 +203,7 @@ def test_sigkill_mid_run_then_rerun_finishes_every_image_exactly_once(tmp_path, 
     assert summary["completed"] + summary["skipped"] == 48 and summary["failed"] == 0
     with EmbeddedStore(data) as store:
         job = assert_job_exact(store, summary["job_id"])
-        assert len(store.jobs.list()) == 1, "the rerun resumed the same job"
+        assert len(store.jobs.recent()) == 1, "the rerun resumed the same job"
         assert job["completed"] == 48
         assert_folders_match_disk(store)
         assert assert_renditions_valid(store, summary["collection_id"], BOXES) == 96

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from thumbcache.contracts import QUEUE_OF_STAGE, WORKER_MODULE_OF_STAGE
+from thumbcache.contracts import LANES, WORKER_MODULE_OF_STAGE, queues_of
 from thumbcache.errors import ConfigError, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.settings import Settings, load_settings
@@ -24,6 +25,9 @@ EXIT_OK = 0
 EXIT_JOB_COULD_NOT_RUN = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Operations commands, one module each under thumbcache_control/commands, each with
+# ``register(subparsers)`` adding its parser and handler ``(args, settings) -> exit code``.
+COMMAND_MODULES: tuple[str, ...] = ()
 WORKER_STAGES = {"scanner": "scan", "thumbnail": "thumbnail", "cache": "cache"}
 
 
@@ -82,6 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     _data_dir(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_cmd_status)
+
+    serve = sub.add_parser(
+        "serve", help="all-in-one: embedded database, workers, status API and dashboard"
+    )
+    _data_dir(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--allow-root",
+        action="append",
+        help="a folder POST /v1/scans may scan (repeatable; default: the current directory)",
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"thumbcache_control.commands.{module}").register(sub)
 
     worker = sub.add_parser("worker", help="run one stage's Dramatiq worker (container entry)")
     worker.add_argument("stage", choices=sorted(WORKER_STAGES))
@@ -178,9 +198,8 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_store(settings) as store:
         if args.job_id is None:
-            jobs = store.jobs.list(limit=20)
-            for job in jobs:
-                print(json.dumps(job_summary(job)) if args.json else human_status(job))
+            for recent in store.jobs.recent(limit=20):
+                print(json.dumps(job_summary(recent)) if args.json else human_status(recent))
             return EXIT_OK
         job = store.jobs.get(args.job_id)
         if job is None:
@@ -205,15 +224,28 @@ def _stage_errors(item: dict[str, Any]) -> dict[str, Any]:
     return {s: v["error"] for s, v in item.get("stages", {}).items() if v.get("error")}
 
 
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from thumbcache_status.serve import serve
+
+    return serve(
+        settings,
+        args.host,
+        args.port,
+        api_token=os.environ.get("THUMBCACHE_API_TOKEN") or None,
+        allowed_roots=tuple(args.allow_root) if args.allow_root else None,
+    )
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Replace this process with Dramatiq's worker for one stage (so it gets SIGTERM first)."""
     threads = args.threads or settings.worker.threads
     stage = WORKER_STAGES[args.stage]
-    # Only this stage's queue (and its delay queue): publishing declares other stages' queues
-    # on the scanner's broker, and Dramatiq would otherwise consume those too.
+    lanes = LANES if settings.worker.lane == "all" else (settings.worker.lane,)
+    # Only this stage's queues (and their delay queues): publishing declares other stages'
+    # queues on the scanner's broker, and Dramatiq would otherwise consume those too.
     argv = [
         sys.executable, "-m", "dramatiq", WORKER_MODULE_OF_STAGE[stage],
-        "--queues", QUEUE_OF_STAGE[stage],
+        "--queues", *queues_of(stage, lanes),
         "--processes", "1", "--threads", str(threads),
         "--worker-shutdown-timeout", str(settings.worker.shutdown_timeout_seconds * 1000),
     ]  # fmt: skip

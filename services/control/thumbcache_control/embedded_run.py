@@ -20,7 +20,7 @@ import dramatiq
 from thumbcache.broker import make_broker
 from thumbcache.contracts import ACTORS_MODULE_OF_STAGE, STAGES
 from thumbcache.embedded import EmbeddedMongo
-from thumbcache.pipeline.recovery import recount_job, republish_open_work
+from thumbcache.pipeline.recovery import recount_folder, recount_job, republish_open_work
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.settings import Settings
@@ -88,6 +88,7 @@ def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
     job = unfinished[-1]
     log.info("resuming job %s of %s", job["_id"], collection["root"])
     recount_job(rt, job["_id"])
+    recount_folder(rt, str(collection["folder_id"]))
     job = rt.store.jobs.get(job["_id"]) or job
     republish_open_work(rt, job)
     return rt.store.jobs.get(job["_id"]) or job

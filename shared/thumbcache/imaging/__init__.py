@@ -5,11 +5,22 @@ Public API (the render and scan stages use only these names):
 - :func:`sniff` — image format from leading bytes.
 - :func:`probe` — format and displayed dimensions from the header, no pixel decode.
 - :func:`render` — one rendition from source bytes, as encoded bytes plus its record.
+- :func:`set_threads` — OpenCV's thread pool size (1 by default: parallelism is the workers').
 - :class:`RenderSpec`, :class:`Rendered`, :class:`ImageInfo`, :data:`ENGINE_VERSION`.
+
+The render half (OpenCV, numpy) loads on first use, so the scanner, which only probes headers,
+runs with Pillow alone (the ``scanner`` extra).
 """
 
-from thumbcache.imaging.engine import ENGINE_VERSION, Rendered, RenderSpec, render
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from thumbcache.imaging.probe import IMAGE_EXTENSIONS, ImageInfo, probe, sniff
+from thumbcache.imaging.version import ENGINE_VERSION
+
+_RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
 
 __all__ = [
     "ENGINE_VERSION",
@@ -19,5 +30,12 @@ __all__ = [
     "Rendered",
     "probe",
     "render",
+    "set_threads",
     "sniff",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENDER_NAMES:
+        return getattr(importlib.import_module("thumbcache.imaging.engine"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,11 @@ from __future__ import annotations
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # The DCT scales (1/n) every JPEG decoder we use offers, largest reduction first.
 JPEG_SCALE_DENOMINATORS = (8, 4, 2, 1)
+# A scaled decode must exceed the target by this much (or match it exactly): resampling a
+# DCT- or box-reduced picture by less than ~1.2x loses sharpness that no filter recovers (SSIM
+# against a full-decode Lanczos reference fell to 0.94-0.96 at 1.05-1.1x on photo-like images,
+# and stays >= 0.975 from 1.2x; docs/BENCHMARKS.md).
+MIN_RESIDUAL = 1.2
 
 
 def fit_within(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
@@ -42,15 +47,17 @@ def decode_denominator(
     target_w: int,
     target_h: int,
     choices: tuple[int, ...] = JPEG_SCALE_DENOMINATORS,
+    min_residual: float = MIN_RESIDUAL,
 ) -> int:
-    """The largest 1/n scale whose decoded size still covers ``target_w`` x ``target_h``."""
+    """The largest 1/n scale whose decode is the target or exceeds it by ``min_residual``."""
     for n in sorted(choices, reverse=True):
         w, h = scaled_size(width, height, n)
-        if w >= target_w and h >= target_h:
+        exact = (w, h) == (target_w, target_h)
+        if exact or (w >= target_w * min_residual and h >= target_h * min_residual):
             return n
     return 1
 
 
 def integer_reduction(width: int, height: int, target_w: int, target_h: int) -> int:
-    """The largest integer box-reduction factor that keeps the picture covering the target."""
-    return max(1, min(width // max(1, target_w), height // max(1, target_h)))
+    """The largest integer box-reduction that leaves at least 2x for the area filter to do."""
+    return max(1, min(width // max(1, 2 * target_w), height // max(1, 2 * target_h)))

@@ -1,8 +1,12 @@
-"""Estimate a source's JPEG quality and choose the output quality (never above the source)."""
+"""Estimate a source's quality and choose the output quality and chroma subsampling."""
 
 from __future__ import annotations
 
-from PIL import Image
+import itertools
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
 
 # The IJG (libjpeg) standard luminance quantization table, in natural (row-major) order.
 STANDARD_LUMA = (
@@ -15,17 +19,31 @@ STANDARD_LUMA = (
     49, 64, 78, 87, 103, 121, 120, 101,
     72, 92, 95, 98, 112, 100, 103, 99,
 )  # fmt: skip
+SUBSAMPLING_444 = "4:4:4"
+SUBSAMPLING_420 = "4:2:0"
+
+
+def ijg_table(quality: int, base: tuple[int, ...] = STANDARD_LUMA) -> tuple[int, ...]:
+    """The quantization table libjpeg's ``jpeg_set_quality(quality)`` derives from ``base``."""
+    quality = max(1, min(100, quality))
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return tuple(max(1, min(255, (q * scale + 50) // 100)) for q in base)
+
+
+@cache
+def _ijg_tables() -> npt.NDArray[np.float64]:
+    """Row q-1 holds the IJG luminance table of quality q."""
+    return np.array([ijg_table(q) for q in range(1, 101)], dtype=np.float64)
 
 
 def quality_from_luma_table(table: list[int] | tuple[int, ...]) -> int:
-    """Invert the IJG quality scaling of a luminance table to an estimated quality 1..100."""
+    """The IJG quality whose luminance table is nearest ``table`` (exact for IJG encoders)."""
     if len(table) != 64:
         raise ValueError("a quantization table has 64 entries")
-    scale = sum(q * 100.0 / s for q, s in zip(table, STANDARD_LUMA, strict=True)) / 64.0
-    if scale <= 0:
-        return 100
-    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
-    return max(1, min(100, round(quality)))
+    tables = _ijg_tables()
+    errors = (np.abs(np.asarray(table, dtype=np.float64) - tables) / tables).sum(axis=1)
+    # Ties (the flat all-1 tables of q >= 98) resolve to the highest quality.
+    return int(100 - np.argmin(errors[::-1]))
 
 
 def quality_from_bits_per_pixel(bpp: float) -> int:
@@ -34,20 +52,36 @@ def quality_from_bits_per_pixel(bpp: float) -> int:
     points = ((0.2, 30), (0.5, 50), (1.0, 75), (1.5, 85), (3.0, 95))
     if bpp <= points[0][0]:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if bpp <= x1:
             return round(y0 + (y1 - y0) * (bpp - x0) / (x1 - x0))
     return points[-1][1]
 
 
-def estimate_quality(im: Image.Image, encoded_bytes: int) -> int | None:
+def webp_is_lossy(data: bytes) -> bool:
+    """True when the first image in a WebP file is VP8 (lossy) rather than VP8L (lossless)."""
+    pos, end = 12, min(len(data), 1 << 20)
+    while pos + 8 <= end:
+        fourcc, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if fourcc == b"VP8 ":
+            return True
+        if fourcc == b"VP8L":
+            return False
+        if fourcc == b"ANMF":  # an animation frame: 16 bytes of frame header, then its chunks
+            pos += 8 + 16
+            continue
+        pos += 8 + size + (size & 1)
+    return False
+
+
+def estimate_quality(
+    fmt: str, luma_table: tuple[int, ...] | None, data: bytes, pixels: int
+) -> int | None:
     """The source's estimated quality, or None for lossless sources (no cap applies)."""
-    tables = getattr(im, "quantization", None)
-    if im.format in ("JPEG", "MPO") and tables:
-        return quality_from_luma_table(list(tables[0]))
-    if im.format == "WEBP" and not _webp_lossless(im):
-        pixels = max(1, im.width * im.height)
-        return quality_from_bits_per_pixel(encoded_bytes * 8.0 / pixels)
+    if fmt == "jpeg" and luma_table is not None:
+        return quality_from_luma_table(luma_table)
+    if fmt == "webp" and webp_is_lossy(data):
+        return quality_from_bits_per_pixel(len(data) * 8.0 / max(1, pixels))
     return None
 
 
@@ -56,13 +90,8 @@ def choose_quality(configured: int, source: int | None) -> int:
     return configured if source is None else max(1, min(configured, source))
 
 
-def _webp_lossless(im: Image.Image) -> bool:
-    fp = getattr(im, "fp", None)
-    if fp is None:
-        return False
-    pos = fp.tell()
-    try:
-        fp.seek(12)
-        return bool(fp.read(4) == b"VP8L")
-    finally:
-        fp.seek(pos)
+def choose_subsampling(quality: int, full_chroma_at_or_above: int | None) -> str:
+    """4:4:4 when the spec asks for full chroma at this quality (thumbnails), else 4:2:0."""
+    if full_chroma_at_or_above is not None and quality >= full_chroma_at_or_above:
+        return SUBSAMPLING_444
+    return SUBSAMPLING_420

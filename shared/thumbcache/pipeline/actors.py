@@ -10,14 +10,15 @@ from dramatiq.middleware import CurrentMessage
 
 from thumbcache.contracts import (
     ACTOR_OF_STAGE,
+    BACKFILL,
     QUEUE_OF_STAGE,
     SCAN_ACTOR,
     SCAN_QUEUE,
     PayloadError,
     RenderRequest,
     ScanRequest,
+    queue_for,
 )
-from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import scan_step
 
@@ -35,20 +36,22 @@ def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[A
             return
         scan_step(rt, request)
 
-    return dramatiq.actor(
-        scan_collection,
+    declare = dramatiq.actor(
         actor_name=SCAN_ACTOR,
         queue_name=SCAN_QUEUE,
         broker=broker,
         max_retries=rt.settings.worker.max_retries,
         time_limit=rt.settings.worker.scan_time_limit_seconds * 1000,
     )
+    return declare(scan_collection)
 
 
 def declare_render_actor(
     broker: dramatiq.Broker, rt: Runtime, stage: str
 ) -> dramatiq.Actor[Any, Any]:
     """A render stage's actor (``thumbnail`` or ``cache``): one rendition per message."""
+    from thumbcache.pipeline.render import render_step  # the scanner never loads OpenCV
+
     max_retries = rt.settings.worker.max_retries
 
     def render(payload: dict[str, Any]) -> None:
@@ -60,14 +63,16 @@ def declare_render_actor(
         render_step(rt, stage, request, last_try=_retries_so_far() >= max_retries)
 
     render.__name__ = ACTOR_OF_STAGE[stage]
-    return dramatiq.actor(
-        render,
+    declare = dramatiq.actor(
         actor_name=ACTOR_OF_STAGE[stage],
         queue_name=QUEUE_OF_STAGE[stage],
         broker=broker,
         max_retries=max_retries,
         time_limit=rt.settings.worker.render_time_limit_seconds * 1000,
     )
+    actor = declare(render)
+    broker.declare_queue(queue_for(stage, BACKFILL))  # the same actor serves both lanes
+    return actor
 
 
 def _retries_so_far() -> int:

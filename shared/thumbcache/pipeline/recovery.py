@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import dramatiq
+
 from thumbcache.broker import publish_batch
-from thumbcache.contracts import RenderRequest, ScanRequest, render_message, scan_message
+from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.state.model import OPEN_STATES
 from thumbcache.state.recount import counters_from_items, flatten
 
 log = logging.getLogger(__name__)
@@ -26,21 +29,60 @@ def recount_job(rt: Runtime, job_id: str) -> dict[str, int]:
     return counters
 
 
+def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
+    """Set a folder's statistics to what the winning transitions have applied, from records.
+
+    Counters move with winning transitions; a crash between a transition and its folder
+    update leaves them short, and this recount (run at resume, while no worker writes) is
+    exact. A record whose stage is still open in an unfinished job has not been applied yet
+    (its winner will apply it): what it replaced is counted instead. Returns (files, bytes).
+    """
+    unfinished = {job["_id"] for job in rt.store.jobs.find_unfinished()}
+    files = size = 0
+    for collection in rt.store.collections.in_folder(folder_id):
+        for image in rt.store.images.iter_collection(collection["_id"]):
+            for stage, record in (image.get("renditions") or {}).items():
+                applied = record
+                if record.get("job_id") in unfinished and _stage_open(rt, record, image, stage):
+                    applied = record.get("replaced")
+                if applied is not None and applied.get("folder_id") == folder_id:
+                    files += 1
+                    size += int(applied["bytes"])
+    rt.store.folders.set_stats(folder_id, files, size)
+    return files, size
+
+
+def _stage_open(rt: Runtime, record: dict[str, Any], image: dict[str, Any], stage: str) -> bool:
+    item = rt.store.items.get(record["job_id"], image["_id"])
+    state = ((item or {}).get("stages") or {}).get(stage, {}).get("state")
+    return state in OPEN_STATES
+
+
 def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200) -> int:
     """Publish every open stage of the job again, and the scan if it had not finished.
 
-    Duplicates are harmless: a message for finished work finds nothing to transition.
-    Returns the number of render messages published.
+    An item whose stages all ended but whose outcome was never settled (a crash between the
+    last transition and the settling write) is settled here, exactly once. Duplicates are
+    harmless: a message for finished work finds nothing to transition. Returns the number of
+    render messages published.
     """
     if not job["scan"].get("complete"):
         rt.broker.enqueue(scan_message(ScanRequest(job["_id"], job["collection_id"])))
     published = 0
-    batch = []
-    for item, stage in rt.store.items.open_stages(job["_id"]):
+    batch: list[dramatiq.Message[Any]] = []
+    for item in rt.store.items.iter_job(job["_id"]):
+        if item.get("outcome") is not None:
+            continue
+        stages = item.get("stages", {})
+        open_stages = [s for s, v in stages.items() if v.get("state") in OPEN_STATES]
+        if not open_stages:
+            settle_item(rt, job["_id"], item["image_id"])
+            continue
         request = RenderRequest(
             job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
         )
-        batch.append(render_message(stage, request))
+        lane = job.get("lane", FRESH)
+        batch.extend(render_message(stage, request, lane) for stage in open_stages)
         if len(batch) >= batch_size:
             publish_batch(rt.broker, batch)
             published += len(batch)
@@ -50,3 +92,11 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
     log.info("job %s: republished %d open renditions", job["_id"], published)
     rt.store.jobs.finish_if_complete(job["_id"])
     return published
+
+
+def settle_item(rt: Runtime, job_id: str, image_id: str) -> str | None:
+    """Settle an item whose stages have all ended, and count its outcome (winner only)."""
+    outcome = rt.store.items.settle_outcome(job_id, image_id)
+    if outcome is not None:
+        rt.store.jobs.add_progress(job_id, {outcome: 1})
+    return outcome

@@ -73,7 +73,12 @@ def render_step(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bo
 
 
 def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
-    """Render and store one rendition, or find it already current (then it is skipped)."""
+    """Render and store one rendition, or find it already current.
+
+    Current and made by this same job (a duplicate raced the original, or the original died
+    after recording it): done, with the same folder deltas the original computed. Current from
+    an earlier job: skipped.
+    """
     settings = rt.settings
     rendition = settings.rendition(stage)
     collection = rt.collection(request.collection_id)
@@ -84,16 +89,22 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     )
     recipe = recipe_hash(stage, rendition, ENGINE_VERSION)
     previous = (image.get("renditions") or {}).get(stage)
-    if not request.force and rendition_is_current(
+    current = rendition_is_current(
         previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
-    ):
+    )
+    if current and previous is not None and previous.get("job_id") == request.job_id:
+        return _done(previous)
+    if current and not request.force:
         return Outcome(SKIPPED)
     data, fingerprint = read_source(collection["root"], parse_ref(request.source), settings.limits)
-    rendered = render(
-        data, RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail"), settings.limits
-    )
+    spec = RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail")
+    rendered = render(data, spec, settings.limits)
     del data
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
+    if previous is not None and previous.get("job_id") == request.job_id:
+        replaced = previous.get("replaced")  # this job's own earlier write: keep the original
+    else:
+        replaced = _summary(previous)
     record = {
         "path": path,
         "folder_id": folder_id,
@@ -105,26 +116,39 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
         "source_quality": rendered.source_quality,
         "recipe": recipe,
         "fingerprint": fingerprint.to_doc(),
+        "job_id": request.job_id,
+        "replaced": replaced,
     }
     rt.store.images.record_rendition(request.image_id, stage, record)
-    deltas = _folder_deltas(previous, folder_id, path, rendered.bytes)
-    return Outcome(DONE, {"bytes": rendered.bytes, "quality": rendered.quality}, deltas)
+    if replaced is not None and replaced["path"] != path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
+    return _done(record)
 
 
-def _folder_deltas(
-    previous: dict[str, Any] | None, folder_id: str, path: str, size: int
+def _done(record: dict[str, Any]) -> Outcome:
+    details = {"bytes": record["bytes"], "quality": record["quality"]}
+    return Outcome(DONE, details, folder_deltas(record.get("replaced"), record))
+
+
+def _summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {k: record[k] for k in ("path", "folder_id", "bytes")}
+
+
+def folder_deltas(
+    replaced: dict[str, Any] | None, record: dict[str, Any]
 ) -> dict[str, tuple[int, int]]:
-    """Statistics moves for writing ``path``: a new file, or a replaced one (same or moved)."""
-    if previous is None:
+    """Statistics moves of writing ``record`` over what it ``replaced`` (pure)."""
+    folder_id, size = record["folder_id"], record["bytes"]
+    if replaced is None:
         return {folder_id: (1, size)}
-    old_path, old_folder, old_size = previous["path"], previous["folder_id"], previous["bytes"]
-    if old_path == path:
-        return {folder_id: (0, size - old_size)}
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(old_path)  # the recipe moved the file (another size or format)
+    if replaced["path"] == record["path"]:
+        return {folder_id: (0, size - replaced["bytes"])}
     deltas = {folder_id: (1, size)}
-    files, size_bytes = deltas.get(old_folder, (0, 0))
-    deltas[old_folder] = (files - 1, size_bytes - old_size)
+    files, size_bytes = deltas.get(replaced["folder_id"], (0, 0))
+    deltas[replaced["folder_id"]] = (files - 1, size_bytes - replaced["bytes"])
     return deltas
 
 
@@ -142,6 +166,8 @@ def complete(
     )
     if not won:
         return False
+    for folder_id, (files, size_bytes) in outcome.folder_deltas.items():
+        store.folders.add(folder_id, files, size_bytes)
     if error is not None:
         store.images.record_stage_error(request.image_id, stage, error)
     increments = {f"stages.{stage}.{stage_counter_for(outcome.state)}": 1}
@@ -149,8 +175,6 @@ def complete(
     if settled is not None:
         increments[settled] = 1
     store.jobs.add_progress(request.job_id, increments)
-    for folder_id, (files, size_bytes) in outcome.folder_deltas.items():
-        store.folders.add(folder_id, files, size_bytes)
     if settled is not None:
         store.jobs.finish_if_complete(request.job_id)
     return True

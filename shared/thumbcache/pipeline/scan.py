@@ -12,10 +12,11 @@ from typing import Any
 
 from thumbcache.broker import publish_batch, wait_below_high_water
 from thumbcache.contracts import (
-    QUEUE_OF_STAGE,
+    FRESH,
     RENDER_STAGES,
     RenderRequest,
     ScanRequest,
+    queue_for,
     render_message,
     scan_message,
 )
@@ -60,8 +61,20 @@ def prepare_collection(rt: Runtime, root: str) -> dict[str, Any]:
     return collection
 
 
-def start_scan(rt: Runtime, root: str, *, force: bool = False) -> dict[str, Any]:
-    """Create the job state first, then ask the scanner to scan. Returns the job document."""
+def start_scan(
+    rt: Runtime,
+    root: str,
+    *,
+    force: bool = False,
+    kind: str = "scan",
+    lane: str = FRESH,
+    stages: tuple[str, ...] = RENDER_STAGES,
+) -> dict[str, Any]:
+    """Create the job state first, then ask the scanner to scan. Returns the job document.
+
+    ``stages`` limits which renditions the job considers (regeneration of one stage);
+    ``lane`` is where its render messages go (``backfill`` for regeneration and warming).
+    """
     collection = prepare_collection(rt, root)
     job = rt.store.jobs.create(
         new_job_id(),
@@ -69,6 +82,9 @@ def start_scan(rt: Runtime, root: str, *, force: bool = False) -> dict[str, Any]
         collection["root"],
         force=force,
         recipes=current_recipes(rt),
+        kind=kind,
+        lane=lane,
+        stages=stages,
     )
     rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))
     return job
@@ -99,12 +115,15 @@ def scan_step(
     collection = rt.collection(request.collection_id)
     started = clock()
     chunk_no = int(job["scan"]["chunks"])
+    cursor = list(job["scan"]["cursor"])
     scan = rt.settings.scan
-    candidates = walk(collection["root"], rt.settings.limits, tuple(job["scan"]["cursor"]))
+    candidates = walk(collection["root"], rt.settings.limits, tuple(cursor))
     while True:
         chunk = list(itertools.islice(candidates, scan.chunk_size))
         complete = len(chunk) < scan.chunk_size
-        if not _scan_chunk(rt, job, collection, chunk_no, chunk, complete):
+        if chunk:
+            cursor = list(chunk[-1].ref.key)
+        if not _scan_chunk(rt, job, collection, chunk_no, chunk, cursor, complete=complete):
             log.info("job %s chunk %d was committed by another scanner", job["_id"], chunk_no)
             return False
         chunk_no += 1
@@ -123,6 +142,8 @@ def _scan_chunk(
     collection: dict[str, Any],
     chunk_no: int,
     chunk: list[Candidate],
+    cursor: list[str],
+    *,
     complete: bool,
 ) -> bool:
     planned = _plan_chunk(rt, job, collection, chunk_no, chunk)
@@ -133,7 +154,6 @@ def _scan_chunk(
         stored = {d["_id"]: d for d in rt.store.items.get_many(sorted(existing))}
         items = [stored.get(i["_id"], i) for i in items]
     _publish(rt, job, items)
-    cursor = list(chunk[-1].ref.key) if chunk else list(job["scan"]["cursor"])
     return rt.store.jobs.commit_chunk(
         job["_id"], chunk_no, cursor, chunk_increments(items), complete=complete
     )
@@ -180,7 +200,7 @@ def _plan_chunk(
             image["error"] = item["error"] = error_doc(error.error_class, str(error))
             item.update(outcome=FAILED, outcome_by=BY_SCAN)
         else:
-            for stage in RENDER_STAGES:
+            for stage in job.get("stages_wanted", RENDER_STAGES):
                 current = not job["force"] and _is_current(
                     rt, job, stage, known.get(image_id), image["fingerprint"], folder
                 )
@@ -227,7 +247,8 @@ def _is_current(
 
 def _publish(rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]) -> None:
     scan = rt.settings.scan
-    queues = [QUEUE_OF_STAGE[s] for s in RENDER_STAGES]
+    lane = job.get("lane", FRESH)
+    queues = [queue_for(s, lane) for s in job.get("stages_wanted", RENDER_STAGES)]
     for batch in _batched(_render_messages(job, items), scan.publish_batch):
         wait_below_high_water(
             rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds
@@ -246,7 +267,7 @@ def _render_messages(job: dict[str, Any], items: list[dict[str, Any]]) -> Iterat
                     item["source"],
                     job["force"],
                 )
-                yield render_message(stage, request)
+                yield render_message(stage, request, job.get("lane", FRESH))
 
 
 def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:

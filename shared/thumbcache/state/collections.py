@@ -56,6 +56,10 @@ class CollectionRepository:
             {"$set": {"last_job_id": job_id, "last_scan_at": self._clock()}},
         )
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def in_folder(self, folder_id: str) -> list[dict[str, Any]]:
+        """Every collection placed in a cache folder."""
+        return list(self._coll.find({"folder_id": folder_id}))
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Collections by id."""
         return list(self._coll.find().sort("_id", 1).limit(limit))

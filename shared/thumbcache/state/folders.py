@@ -43,7 +43,7 @@ class FolderRepository:
         """One folder, or None."""
         return self._coll.find_one({"_id": folder_id})
 
-    def list(self) -> list[dict[str, Any]]:
+    def all(self) -> list[dict[str, Any]]:
         """Every folder."""
         return list(self._coll.find().sort("_id", 1))
 
@@ -65,6 +65,13 @@ class FolderRepository:
                 {"_id": folder_id},
                 {"$inc": {"total_files": files, "current_size_bytes": size_bytes}},
             )
+
+    def set_stats(self, folder_id: str, files: int, size_bytes: int) -> None:
+        """Overwrite the statistics with a recount (only while no worker moves them)."""
+        self._coll.update_one(
+            {"_id": folder_id},
+            {"$set": {"total_files": files, "current_size_bytes": size_bytes}},
+        )
 
 
 def _accepting(folder: dict[str, Any]) -> bool:

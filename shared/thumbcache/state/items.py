@@ -146,15 +146,6 @@ class ItemRepository:
                 return
             low = page[-1]["_id"]
 
-    def open_stages(self, job_id: str) -> Iterator[tuple[dict[str, Any], str]]:
-        """(item, stage) for every stage of the job still pending or running."""
-        for item in self.iter_job(job_id):
-            if item.get("outcome") is not None:
-                continue
-            for stage, sub in item.get("stages", {}).items():
-                if sub.get("state") in OPEN_STATES:
-                    yield item, stage
-
     def failures(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Items of the job whose outcome is failed."""
         for item in self.iter_job(job_id):

@@ -33,6 +33,8 @@ class JobRepository:
         force: bool,
         recipes: Mapping[str, str],
         kind: str = "scan",
+        lane: str = "fresh",
+        stages: tuple[str, ...] = ("thumbnail", "cache"),
     ) -> dict[str, Any]:
         """Create the job state; this happens before anything is published."""
         now = self._clock()
@@ -42,6 +44,8 @@ class JobRepository:
             "collection_id": collection_id,
             "root": root,
             "force": force,
+            "lane": lane,
+            "stages_wanted": list(stages),
             "recipes": dict(recipes),
             "status": JOB_RUNNING,
             **new_job_counters(),
@@ -65,7 +69,7 @@ class JobRepository:
             query["collection_id"] = collection_id
         return list(self._coll.find(query).sort("_id", 1))
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Most recent jobs first."""
         return list(self._coll.find().sort("_id", -1).limit(limit))
 

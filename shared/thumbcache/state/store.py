@@ -28,8 +28,10 @@ class Store:
     folders: FolderRepository
 
     @classmethod
-    def from_database(cls, db: Database[Any], clock: Clock = utcnow) -> Store:
-        """Repositories over ``db``; indexes are created once here."""
+    def from_database(
+        cls, db: Database[Any], clock: Clock = utcnow, *, create_indexes: bool = True
+    ) -> Store:
+        """Repositories over ``db``; indexes are created here unless the caller only reads."""
         store = cls(
             db=db,
             collections=CollectionRepository(db, clock),
@@ -38,8 +40,9 @@ class Store:
             items=ItemRepository(db, clock),
             folders=FolderRepository(db),
         )
-        store.images.ensure_indexes()
-        store.jobs.ensure_indexes()
+        if create_indexes:
+            store.images.ensure_indexes()
+            store.jobs.ensure_indexes()
         return store
 
     def ping(self) -> bool:
@@ -51,9 +54,11 @@ class Store:
         return True
 
 
-def connect(url: str, database: str, **client_options: Any) -> Store:
+def connect(
+    url: str, database: str, *, create_indexes: bool = True, **client_options: Any
+) -> Store:
     """A store on the MongoDB (or MongoDB-protocol) server at ``url``."""
-    client: MongoClient[Any] = MongoClient(
-        url, serverSelectionTimeoutMS=10_000, tz_aware=True, **client_options
-    )
-    return Store.from_database(client[database])
+    client_options.setdefault("serverSelectionTimeoutMS", 10_000)
+    client_options.setdefault("tz_aware", True)
+    client: MongoClient[Any] = MongoClient(url, **client_options)
+    return Store.from_database(client[database], create_indexes=create_indexes)

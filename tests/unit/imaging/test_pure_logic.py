@@ -60,6 +60,8 @@ def test_fit_within_rejects_empty_sizes() -> None:
         ((2400, 1800), (300, 225), 8),
         ((2300, 1725), (300, 225), 4),  # 1/8 would give 288x216: too small
         ((2000, 1500), (300, 225), 4),
+        ((2640, 1980), (300, 225), 4),  # 1/8 would leave only 1.1x to resample: too soft
+        ((3200, 2400), (1440, 1080), 1),  # 1/2 would leave 1.11x
         ((1000, 750), (1000, 750), 1),
     ],
 )
@@ -68,11 +70,12 @@ def test_decode_denominator_covers_the_target(
 ) -> None:
     n = decode_denominator(*size, *target)
     assert n == expected
-    assert -(-size[0] // n) >= target[0] and -(-size[1] // n) >= target[1]
+    w, h = -(-size[0] // n), -(-size[1] // n)
+    assert (w, h) == target or (w >= 1.2 * target[0] and h >= 1.2 * target[1])
 
 
 def test_decode_denominator_edge_of_rounding() -> None:
-    # ceil(2393/8) = 300: exactly covers a 300-wide target, so 1/8 is still sufficient
+    # ceil(2393/8) = 300: exactly the target, no resampling left, so 1/8 is still right
     assert decode_denominator(2393, 1795, 300, 225) == 8
     assert decode_denominator(2392, 1794, 300, 225) == 4
 
@@ -82,8 +85,8 @@ def test_displayed_size_swaps_for_transposing_orientations() -> None:
 
 
 def test_integer_reduction() -> None:
-    assert integer_reduction(4000, 3000, 300, 225) == 13
-    assert integer_reduction(4000, 3000, 1440, 1080) == 2
+    assert integer_reduction(4000, 3000, 300, 225) == 6
+    assert integer_reduction(4000, 3000, 1440, 1080) == 1
     assert integer_reduction(300, 225, 300, 225) == 1
 
 

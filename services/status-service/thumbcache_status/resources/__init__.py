@@ -1,0 +1,1 @@
+"""Falcon resources: each responder checks its parameters and delegates to the reader."""

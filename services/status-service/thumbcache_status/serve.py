@@ -1,0 +1,158 @@
+"""``thumbcache serve``: the all-in-one service on one machine.
+
+The embedded MongoDB-protocol server, in-process workers for every stage on Dramatiq's stub
+broker, and the status service on a threaded stdlib WSGI server, so that ``POST /v1/scans``
+processes a folder and the dashboard shows it. SIGTERM (or Ctrl-C) stops it cleanly: the HTTP
+server stops accepting, workers finish their current message, the database server stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import dramatiq
+import falcon
+from thumbcache.broker import make_broker, queue_depth
+from thumbcache.contracts import QUEUE_OF_STAGE
+from thumbcache.errors import ConfigError
+from thumbcache.pipeline.recovery import recount_job, republish_open_work
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.settings import Settings
+from thumbcache_control.embedded_run import declare_all_stages, open_store
+
+from thumbcache_status.app import create_app
+from thumbcache_status.submit import runtime_submitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedded:
+    """The running pieces of the all-in-one service."""
+
+    app: falcon.App[falcon.Request, falcon.Response]
+    runtime: Runtime
+    worker: dramatiq.Worker
+
+
+@contextmanager
+def embedded_service(
+    settings: Settings,
+    *,
+    allowed_roots: tuple[str, ...],
+    api_token: str | None = None,
+    start_worker: bool = True,
+) -> Iterator[Embedded]:
+    """Store, stub broker, every stage's actors, a worker, and the app, for the block's life.
+
+    Unfinished jobs of an earlier run are recounted and their open work published again (the
+    stub broker's messages died with that run).
+    """
+    settings = replace(settings, broker_url="memory://")
+    with open_store(settings) as store:
+        broker = make_broker(settings)
+        rt = Runtime(settings, store, broker)
+        declare_all_stages(broker, rt)
+        for job in store.jobs.find_unfinished():
+            recount_job(rt, job["_id"])
+            republish_open_work(rt, store.jobs.get(job["_id"]) or job)
+        app = create_app(
+            store,
+            settings,
+            submit_scan=runtime_submitter(rt),
+            allowed_roots=allowed_roots,
+            api_token=api_token,
+            queue_depths=lambda: {q: queue_depth(broker, q) for q in QUEUE_OF_STAGE.values()},
+        )
+        # One extra thread for the scanner, which may wait at the high-water mark.
+        threads = (settings.worker.threads or os.cpu_count() or 2) + 1
+        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+        if start_worker:
+            worker.start()
+        try:
+            yield Embedded(app, rt, worker)
+        finally:
+            worker.stop(timeout=settings.worker.shutdown_timeout_seconds * 1000)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    block_on_close = False
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    api_token: str | None = None,
+    allowed_roots: tuple[str, ...] | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Run the all-in-one service until SIGTERM or SIGINT; return the exit status (0).
+
+    ``api_token`` is the caller's ``THUMBCACHE_API_TOKEN``; listening beyond loopback without
+    one is refused. ``allowed_roots`` defaults to the current directory. ``on_ready`` gets the
+    URL once the server listens (port 0 picks a free port).
+    """
+    if not is_loopback(host) and not api_token:
+        raise ConfigError(f"serving on {host} needs THUMBCACHE_API_TOKEN (or use 127.0.0.1)")
+    roots = allowed_roots if allowed_roots is not None else (os.getcwd(),)
+    with embedded_service(settings, allowed_roots=roots, api_token=api_token) as service:
+        httpd = make_server(
+            host, port, service.app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        stop = _install_stop_handlers(httpd)
+        url = f"http://{host}:{httpd.server_port}"
+        log.info("thumbcache serving on %s (scans allowed under %s)", url, ":".join(roots))
+        if on_ready is not None:
+            on_ready(url)
+        try:
+            httpd.serve_forever(poll_interval=0.2)
+        finally:
+            httpd.server_close()
+            stop()
+    return 0
+
+
+def _install_stop_handlers(httpd: WSGIServer) -> Callable[[], None]:
+    """SIGTERM/SIGINT shut the server down (from another thread: shutdown() waits for it)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    for signum in previous:
+        signal.signal(signum, on_signal)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

@@ -1,0 +1,68 @@
+"""Composition root for gunicorn: read settings and the token once, build clients, build the app.
+
+Run: ``gunicorn -c services/status-service/thumbcache_status/gunicorn.conf.py`` (which names
+``thumbcache_status.wsgi:build_app()``; each worker builds its own clients after the fork).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import falcon
+from thumbcache.broker import make_broker, queue_depth
+from thumbcache.contracts import QUEUE_OF_STAGE
+from thumbcache.errors import ConfigError
+from thumbcache.logs import setup_logging
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.settings import Settings, load_settings
+from thumbcache.state.store import connect
+
+from thumbcache_status.app import create_app
+from thumbcache_status.submit import runtime_submitter
+
+TOKEN_ENV = "THUMBCACHE_API_TOKEN"
+# Until the settings grow a ``status`` section, its keys are read from their future env names.
+ALLOWED_ROOTS_ENV = "THUMBCACHE_STATUS__ALLOWED_ROOTS"
+REQUIRE_TOKEN_ENV = "THUMBCACHE_STATUS__REQUIRE_TOKEN"
+
+
+def status_options(settings: Settings, env: Mapping[str, str]) -> tuple[tuple[str, ...], bool]:
+    """(allowed roots, token required): from ``settings.status`` once it exists, else the env."""
+    section: Any = getattr(settings, "status", None)
+    if section is not None:
+        return tuple(section.allowed_roots), bool(section.require_token)
+    roots = tuple(p for p in env.get(ALLOWED_ROOTS_ENV, "").split(":") if p)
+    required = env.get(REQUIRE_TOKEN_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return roots, required
+
+
+def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+    """The production app: configured MongoDB and broker, token and roots from the edge."""
+    env = os.environ if env is None else env
+    setup_logging()
+    settings = load_settings(env=env)
+    token = env.get(TOKEN_ENV) or None
+    roots, token_required = status_options(settings, env)
+    if token_required and not token:
+        raise ConfigError(f"this configuration requires {TOKEN_ENV} to be set")
+    if settings.embedded:
+        from thumbcache.embedded import shared_embedded_url
+
+        url = shared_embedded_url(settings.data_dir)
+    else:
+        url = settings.mongo_url
+    store = connect(url, settings.database)
+    if settings.broker_url.startswith("memory://"):
+        # An in-process broker here would swallow scans no worker ever sees.
+        return create_app(store, settings, api_token=token)
+    broker = make_broker(settings)
+    return create_app(
+        store,
+        settings,
+        submit_scan=runtime_submitter(Runtime(settings, store, broker)),
+        allowed_roots=roots,
+        api_token=token,
+        queue_depths=lambda: {q: queue_depth(broker, q) for q in QUEUE_OF_STAGE.values()},
+    )

@@ -1,0 +1,156 @@
+"""Decode source bytes to BGR(A) pixels at the smallest scale that still covers the target.
+
+The library is picked per format, as measured (docs/BENCHMARKS.md): OpenCV for YCbCr and grey
+JPEG (DCT-scaled decode, 1/2, 1/4, 1/8) and for WebP; Pillow for everything else, including
+CMYK/YCCK JPEG (OpenCV ignores the Adobe inversion), with Pillow's ``draft`` for the DCT scale.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from thumbcache.errors import CorruptImage, NotAnImage
+from thumbcache.imaging import colour
+from thumbcache.imaging.colour import Pixels, from_image, image_to_srgb
+from thumbcache.imaging.geometry import decode_denominator, integer_reduction
+from thumbcache.imaging.header import Header
+
+_CV_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+# What decoders raise on hostile or damaged input (MemoryError is left to the worker).
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    RuntimeError,
+    cv2.error,
+    UserWarning,  # Pillow warns of damaged metadata; escalated warnings must not escape
+)
+_TO_RGB = frozenset({"1", "L", "P", "RGB", "RGBX", "YCbCr", "HSV"})
+_TO_RGBA = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Pixels in stored orientation, how much the decoder reduced them, and any profile left."""
+
+    pixels: Pixels
+    scale: int  # 1/scale of the stored size was decoded (DCT scale or Pillow box reduction)
+    pending_icc: bytes | None  # the source profile still to convert to sRGB, if any
+    icc_converted: bool = False  # the decoder already converted a profile (CMYK) to sRGB
+
+
+def decode(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
+    """Decode ``data`` to pixels no smaller than ``target_w`` x ``target_h`` (stored size)."""
+    try:
+        if header.format == "jpeg" and header.mode in ("RGB", "L"):
+            return _decode_jpeg_opencv(data, header, target_w, target_h)
+        if header.format == "webp":
+            return _decode_opencv_full(data, header)
+        return _decode_pillow(data, header, target_w, target_h)
+    except DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode {header.format} image: {exc}") from None
+
+
+def _decode_jpeg_opencv(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
+    scale = decode_denominator(header.width, header.height, target_w, target_h)
+    flags = _CV_REDUCED[scale] | cv2.IMREAD_IGNORE_ORIENTATION
+    px = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if px is None:
+        raise CorruptImage("jpeg data is damaged or truncated")
+    return Decoded(px, scale, header.icc_profile)
+
+
+def _decode_opencv_full(data: bytes, header: Header) -> Decoded:
+    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
+    px = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if px is None or px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] not in (3, 4):
+        # Not what OpenCV's WebP decoder gives for a sound file: let Pillow try, or say why.
+        return _decode_pillow(data, header, 1, 1, reduce=False)
+    return Decoded(px, 1, header.icc_profile)
+
+
+def _decode_pillow(
+    data: bytes, header: Header, target_w: int, target_h: int, *, reduce: bool = True
+) -> Decoded:
+    with Image.open(io.BytesIO(data)) as opened:
+        im: Image.Image = opened
+        scale = 1
+        if header.format == "jpeg":
+            drafted = im.draft(None, (target_w, target_h))
+            if drafted is not None:
+                scale = max(1, round(header.width / drafted[1][2]))
+        im.load()
+        im = _undo_decoder_orientation(im, header)
+        converted = im.mode == "CMYK" and colour.converts(header.icc_profile, "CMYK")
+        im, pending_icc = _to_8bit(im, header.icc_profile)
+        factor = integer_reduction(im.width, im.height, target_w, target_h) if reduce else 1
+        if factor >= 2:
+            im = im.reduce(factor)
+            scale *= factor
+        if im.mode not in ("RGB", "RGBA"):
+            im = im.convert("RGBA" if "A" in im.mode else "RGB")
+        return Decoded(from_image(im), scale, pending_icc, converted)
+
+
+# Pillow transposes taking a displayed picture back to how EXIF orientation N stores it.
+_TO_STORED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _undo_decoder_orientation(im: Image.Image, header: Header) -> Image.Image:
+    """Stored-orientation pixels, for decoders that apply the orientation (Pillow >= 12 TIFF)."""
+    tags = getattr(im, "tag_v2", None)
+    op = _TO_STORED.get(header.orientation)
+    if header.format != "tiff" or tags is None or op is None or 0x0112 in tags:
+        return im
+    return im.transpose(op)
+
+
+def _to_8bit(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """``im`` in one of L, LA, RGB, RGBA; CMYK is converted to sRGB here (profile consumed)."""
+    mode = im.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return im, icc
+    if mode == "CMYK":
+        return image_to_srgb(im, icc), None
+    if mode in _TO_RGBA or (mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA"), icc
+    if mode in _TO_RGB:
+        return im.convert("RGB"), icc
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_deep_to_8bit(np.asarray(im), mode)), icc
+    raise NotAnImage(f"unsupported pixel mode {mode}")
+
+
+def _deep_to_8bit(values: np.ndarray, mode: str) -> Pixels:
+    """16-bit, 32-bit integer or float grey samples scaled to 8 bits."""
+    if mode == "F":
+        top = 1.0 if float(np.nanmax(values, initial=0.0)) <= 1.0 else 255.0
+        scaled = np.nan_to_num(values.astype(np.float64) * (255.0 / top))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)

@@ -1,0 +1,72 @@
+"""The app against its own OpenAPI description, with schemathesis-generated requests.
+
+Given the app over a database holding a real finished job, when schemathesis sends valid and
+invalid requests for every operation, then every response matches the description: status
+codes, content types, bodies, and never a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import falcon
+import falcon.testing
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from thumbcache.broker import make_broker
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.state.store import connect
+from thumbcache_status.app import create_app
+from thumbcache_status.openapi import build_spec
+from thumbcache_status.submit import runtime_submitter
+
+from tests.status.conftest import TOKEN, Populated
+
+
+@pytest.fixture(scope="module")
+def app_for_schema(populated: Populated, mongo_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """Reads from the populated job; scans (if a generated one is ever valid) go elsewhere."""
+    roots = tmp_path_factory.mktemp("allowed")
+    (Path(roots) / "photos").mkdir()
+    submit_store = connect(mongo_url, "status_schema_scans")
+    rt = Runtime(populated.settings, submit_store, make_broker(populated.settings))
+    return create_app(
+        populated.store,
+        populated.settings,
+        submit_scan=runtime_submitter(rt),
+        allowed_roots=(str(roots),),
+        api_token=TOKEN,
+    )
+
+
+# The description the app serves (checked equal below); requests go through WSGI, no socket.
+schema = schemathesis.openapi.from_dict(build_spec())
+
+
+@schema.parametrize()
+@settings(
+    max_examples=100,
+    database=None,  # no .hypothesis/ folder in the work tree
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_app_conforms_to_its_openapi_description(
+    case: schemathesis.Case, app_for_schema: falcon.App
+) -> None:
+    """Every generated request gets a response the description allows."""
+    case.call_and_validate(app=app_for_schema, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_openapi_document_is_served(client: falcon.testing.TestClient) -> None:
+    """The description names every public endpoint."""
+    spec = client.simulate_get("/openapi.json").json
+    assert spec == json.loads(json.dumps(build_spec()))
+    assert spec["openapi"].startswith("3.")
+    assert {
+        "/healthz", "/readyz", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/failures",
+        "/v1/collections", "/v1/collections/{collection_id}",
+        "/v1/collections/{collection_id}/images", "/v1/images/{image_id}/thumbnail",
+        "/v1/images/{image_id}/cache", "/v1/cache-folders", "/v1/alerts", "/v1/scans", "/metrics",
+    } <= set(spec["paths"])  # fmt: skip

@@ -1,0 +1,120 @@
+"""The production composition root: settings and token read once, gunicorn serving it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import falcon.testing
+import pytest
+from thumbcache.errors import ConfigError
+from thumbcache.settings import load_settings
+from thumbcache_status import wsgi
+from thumbcache_status.wsgi import build_app, status_options
+
+from tests.status.conftest import Populated
+
+CONF = Path(wsgi.__file__).parent / "gunicorn.conf.py"
+
+
+def test_a_configuration_that_requires_a_token_refuses_to_start_without_one(
+    mongo_url: str,
+) -> None:
+    env = {"THUMBCACHE_MONGO_URL": mongo_url, "THUMBCACHE_STATUS__REQUIRE_TOKEN": "true"}
+    with pytest.raises(ConfigError, match="THUMBCACHE_API_TOKEN"):
+        build_app(env)
+    assert build_app({**env, "THUMBCACHE_API_TOKEN": "t"}) is not None
+
+
+def test_status_options_come_from_the_environment_until_settings_have_them() -> None:
+    env = {
+        "THUMBCACHE_STATUS__ALLOWED_ROOTS": "/srv/a:/srv/b",
+        "THUMBCACHE_STATUS__REQUIRE_TOKEN": "1",
+    }
+    assert status_options(load_settings(env={}), env) == (("/srv/a", "/srv/b"), True)
+    assert status_options(load_settings(env={}), {}) == ((), False)
+
+
+def test_built_from_the_environment_it_reads_the_configured_database(
+    populated: Populated, mongo_url: str
+) -> None:
+    env = {"THUMBCACHE_MONGO_URL": mongo_url, "THUMBCACHE_DATABASE": "status_populated"}
+    client = falcon.testing.TestClient(build_app(env))
+    assert client.simulate_get(f"/v1/jobs/{populated.job['_id']}").json["status"] == "done"
+    # No broker configured: nothing would consume a scan, so none is taken.
+    resp = client.simulate_post("/v1/scans", json={"source": "/tmp"})
+    assert resp.status_code == 503
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_gunicorn_serves_the_app_and_stops_on_sigterm(
+    populated: Populated, mongo_url: str, clean_env: dict[str, str]
+) -> None:
+    port = _free_port()
+    env = {
+        **clean_env,
+        "THUMBCACHE_MONGO_URL": mongo_url,
+        "THUMBCACHE_DATABASE": "status_populated",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(CONF), "--bind", f"127.0.0.1:{port}",
+         "--workers", "2", "--access-logfile", "/dev/null"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v1/jobs/{populated.job['_id']}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    assert json.load(resp)["status"] == "done"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.mark.integration
+def test_with_rabbitmq_scans_are_queued_and_queue_depths_reported(
+    mongo_url: str, db_name: str, amqp_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "photos").mkdir()
+    env = {
+        "THUMBCACHE_MONGO_URL": mongo_url,
+        "THUMBCACHE_DATABASE": db_name,
+        "THUMBCACHE_DATA_DIR": str(tmp_path / "data"),
+        "THUMBCACHE_BROKER_URL": amqp_url,
+        "THUMBCACHE_API_TOKEN": "tok",
+        "THUMBCACHE_STATUS__ALLOWED_ROOTS": str(tmp_path),
+    }
+    client = falcon.testing.TestClient(build_app(env))
+    body = {"source": str(tmp_path / "photos")}
+    assert client.simulate_post("/v1/scans", json=body).status_code == 401
+    resp = client.simulate_post("/v1/scans", json=body, headers={"Authorization": "Bearer tok"})
+    assert resp.status_code == 202
+    assert client.simulate_get(f"/v1/jobs/{resp.json['job_id']}").json["status"] == "running"
+    metrics = client.simulate_get("/metrics").text
+    assert "thumbcache_broker_up 1.0" in metrics
+    assert 'thumbcache_queue_depth{queue="scan"} 1.0' in metrics
+    assert 'thumbcache_queue_depth{queue="thumbnail"} 0.0' in metrics
