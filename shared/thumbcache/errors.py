@@ -58,6 +58,14 @@ class WorkerCrashed(PermanentError):
     """The item was started too many times without finishing: it kills its worker (poison)."""
 
 
+class Quarantined(PermanentError):
+    """The unchanged image failed in too many jobs: left out of scans until ``--force``."""
+
+
+class StaleItem(PermanentError):
+    """The item went stale (no heartbeat) too many times: failed as poison."""
+
+
 class TransientError(ThumbcacheError):
     """A fault outside the image (database, disk, broker): retry with bounded backoff."""
 

@@ -8,6 +8,7 @@ from thumbcache.broker import make_broker
 from thumbcache.errors import ConfigError
 from thumbcache.heartbeat import Heartbeat
 from thumbcache.logs import setup_logging
+from thumbcache.ops.recovery import StartupRecovery
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
@@ -37,4 +38,6 @@ def build_worker_runtime() -> Runtime:
         url = shared_embedded_url(settings.data_dir)
     else:
         url = settings.mongo_url
-    return Runtime(settings, connect(url, settings.database), broker)
+    runtime = Runtime(settings, connect(url, settings.database), broker)
+    broker.add_middleware(StartupRecovery(runtime))
+    return runtime

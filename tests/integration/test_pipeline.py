@@ -7,57 +7,16 @@ from pathlib import Path
 
 import dramatiq
 import pytest
-from thumbcache.broker import make_broker, queue_depth, wait_below_high_water
+from thumbcache.broker import queue_depth, wait_below_high_water
 from thumbcache.contracts import RenderRequest, ScanRequest, render_message
 from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import start_scan
-from thumbcache.settings import load_settings
-from thumbcache.state.store import connect
-from thumbcache_control.embedded_run import declare_all_stages
 
-from tests.imagegen import jpeg_bytes
 from tests.invariants import assert_folders_match_disk, assert_job_exact
+from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages
 
 pytestmark = pytest.mark.integration
-
-
-def make_runtime(tmp_path: Path, mongo_url: str, db_name: str, **env: str) -> Runtime:
-    settings = load_settings(
-        files=[],
-        env={f"THUMBCACHE_{k.upper()}": v for k, v in env.items()},
-        overrides={"data_dir": str(tmp_path / "data"), "mongo_url": mongo_url, "database": db_name},
-    )
-    broker = make_broker(settings)
-    rt = Runtime(settings, connect(mongo_url, db_name), broker)
-    declare_all_stages(broker, rt)
-    return rt
-
-
-def folder_of(tmp_path: Path, count: int, size=(640, 480)) -> Path:
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i in range(count):
-        (root / f"p{i:03d}.jpg").write_bytes(jpeg_bytes(*size, seed=i))
-    return root
-
-
-def drain(rt: Runtime, threads: int = 4) -> None:
-    worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=50)
-    worker.start()
-    try:
-        for queue in ("scan", "thumbnail", "cache"):
-            rt.broker.join(queue, fail_fast=True)
-        for queue in ("scan", "thumbnail", "cache"):  # a scan slice may have queued more
-            rt.broker.join(queue, fail_fast=True)
-        worker.join()
-    finally:
-        worker.stop()
-
-
-def scan_messages(rt: Runtime) -> list[dramatiq.Message]:
-    queue = rt.broker.queues["scan"]
-    return [dramatiq.Message.decode(m) for m in list(queue.queue)]
 
 
 def test_the_job_state_exists_before_anything_is_published(tmp_path, mongo_url, db_name):

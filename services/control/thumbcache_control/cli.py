@@ -27,7 +27,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # Operations commands, one module each under thumbcache_control/commands, each with
 # ``register(subparsers)`` adding its parser and handler ``(args, settings) -> exit code``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("recover", "stale", "retry", "regenerate")
 WORKER_STAGES = {"scanner": "scan", "thumbnail": "thumbnail", "cache": "cache"}
 
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``thumbcache`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging("WARNING" if args.command in ("run", "images", "status", "scan") else "INFO")
+    setup_logging("INFO" if args.command in ("worker", "serve") else "WARNING")
     try:
         settings = _settings(args)
         return int(args.handler(args, settings))

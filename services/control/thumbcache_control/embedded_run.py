@@ -62,12 +62,26 @@ def run_job(
     on_job: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Process ``source`` to the end (or resume its unfinished job); return the job document."""
+    return run_with(
+        settings, lambda rt: _resume_or_start(rt, source, force), progress=progress, on_job=on_job
+    )
+
+
+def run_with(
+    settings: Settings,
+    starter: Callable[[Runtime], dict[str, Any]],
+    *,
+    progress: TextIO | None = None,
+    on_job: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Host every stage in this process, let ``starter`` create or reopen a job, and wait for
+    it to finish (regenerate, retry and warm use this in the embedded mode too)."""
     settings = replace(settings, broker_url="memory://")
     with open_store(settings) as store:
         broker = make_broker(settings)
         rt = Runtime(settings, store, broker)
         declare_all_stages(broker, rt)
-        job = _resume_or_start(rt, source, force)
+        job = starter(rt)
         if on_job is not None:
             on_job(job)
         # One extra thread for the scanner, which may wait at the high-water mark.

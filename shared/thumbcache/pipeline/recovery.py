@@ -10,6 +10,7 @@ import dramatiq
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.state.model import OPEN_STATES
 from thumbcache.state.recount import counters_from_items, flatten
 
@@ -96,7 +97,4 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
 
 def settle_item(rt: Runtime, job_id: str, image_id: str) -> str | None:
     """Settle an item whose stages have all ended, and count its outcome (winner only)."""
-    outcome = rt.store.items.settle_outcome(job_id, image_id)
-    if outcome is not None:
-        rt.store.jobs.add_progress(job_id, {outcome: 1})
-    return outcome
+    return settle_and_count(rt.store, job_id, image_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from thumbcache.contracts import RenderRequest
 from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.imaging import ENGINE_VERSION, RenderSpec, render
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.sources.reader import read_source
 from thumbcache.sources.refs import parse_ref
 from thumbcache.state.model import (
@@ -96,11 +98,13 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
         return _done(previous)
     if current and not request.force:
         return Outcome(SKIPPED)
+    started = time.perf_counter()
     data, fingerprint = read_source(collection["root"], parse_ref(request.source), settings.limits)
     spec = RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail")
     rendered = render(data, spec, settings.limits)
     del data
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
+    render_ms = round((time.perf_counter() - started) * 1000)
     if previous is not None and previous.get("job_id") == request.job_id:
         replaced = previous.get("replaced")  # this job's own earlier write: keep the original
     else:
@@ -123,11 +127,13 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     if replaced is not None and replaced["path"] != path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
-    return _done(record)
+    return _done(record, render_ms)
 
 
-def _done(record: dict[str, Any]) -> Outcome:
-    details = {"bytes": record["bytes"], "quality": record["quality"]}
+def _done(record: dict[str, Any], render_ms: int | None = None) -> Outcome:
+    details: dict[str, Any] = {"bytes": record["bytes"], "quality": record["quality"]}
+    if render_ms is not None:
+        details["render_ms"] = render_ms
     return Outcome(DONE, details, folder_deltas(record.get("replaced"), record))
 
 
@@ -171,12 +177,12 @@ def complete(
     if error is not None:
         store.images.record_stage_error(request.image_id, stage, error)
     increments = {f"stages.{stage}.{stage_counter_for(outcome.state)}": 1}
-    settled = store.items.settle_outcome(request.job_id, request.image_id)
-    if settled is not None:
-        increments[settled] = 1
-    store.jobs.add_progress(request.job_id, increments)
-    if settled is not None:
-        store.jobs.finish_if_complete(request.job_id)
+    render_ms = outcome.details.get("render_ms")
+    if render_ms is not None:  # measured averages for `thumbcache plan`
+        increments[f"timing.{stage}.ms"] = int(render_ms)
+        increments[f"timing.{stage}.n"] = 1
+        increments[f"timing.{stage}.bytes"] = int(outcome.details["bytes"])
+    settle_and_count(store, request.job_id, request.image_id, increments)
     return True
 
 

@@ -20,7 +20,7 @@ from thumbcache.contracts import (
     render_message,
     scan_message,
 )
-from thumbcache.errors import PermanentError
+from thumbcache.errors import PermanentError, Quarantined
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
 from thumbcache.imaging import ENGINE_VERSION, probe
 from thumbcache.pipeline.runtime import Runtime
@@ -195,14 +195,23 @@ def _plan_chunk(
             "outcome": None,
             "error": None,
         }
-        error = candidate.error or _read_header(rt, collection["root"], candidate, image)
+        previous = known.get(image_id) or {}
+        same_source = previous.get("fingerprint") == image["fingerprint"]
+        image["failure_count"] = int(previous.get("failure_count", 0)) if same_source else 0
+        error = (
+            candidate.error
+            or _quarantined(rt, job, image)
+            or read_header(rt, collection["root"], candidate, image)
+        )
         if error is not None:
+            if not isinstance(error, Quarantined):
+                image["failure_count"] += 1  # counts toward quarantine like a render failure
             image["error"] = item["error"] = error_doc(error.error_class, str(error))
             item.update(outcome=FAILED, outcome_by=BY_SCAN)
         else:
             for stage in job.get("stages_wanted", RENDER_STAGES):
-                current = not job["force"] and _is_current(
-                    rt, job, stage, known.get(image_id), image["fingerprint"], folder
+                current = not job["force"] and is_current(
+                    stage, job["recipes"][stage], known.get(image_id), image["fingerprint"], folder
                 )
                 state = SKIPPED if current else PENDING
                 item["planned"][stage] = state
@@ -213,9 +222,19 @@ def _plan_chunk(
     return planned
 
 
-def _read_header(
+def _quarantined(rt: Runtime, job: dict[str, Any], image: dict[str, Any]) -> PermanentError | None:
+    limit = rt.settings.ops.quarantine_after_failures
+    if job["force"] or image["failure_count"] < limit:
+        return None
+    return Quarantined(
+        f"failed in {image['failure_count']} jobs without changing; rescan with --force to retry"
+    )
+
+
+def read_header(
     rt: Runtime, root: str, candidate: Candidate, image: dict[str, Any]
 ) -> PermanentError | None:
+    """Probe a candidate's header into ``image`` (format, size); return its error, if any."""
     try:
         with open_source(root, candidate.ref, rt.settings.limits) as (fh, _fingerprint):
             info = probe(fh, rt.settings.limits)
@@ -225,21 +244,21 @@ def _read_header(
     return None
 
 
-def _is_current(
-    rt: Runtime,
-    job: dict[str, Any],
+def is_current(
     stage: str,
+    recipe: str,
     known: dict[str, Any] | None,
     fingerprint: dict[str, Any],
     folder: str,
 ) -> bool:
+    """The skip key for one rendition of a known image, checked against today's recipe."""
     record = (known or {}).get("renditions", {}).get(stage)
     if record is None:
         return False
     path = record.get("path", "")
     return rendition_is_current(
         record,
-        job["recipes"][stage],
+        recipe,
         fingerprint,
         bool(path) and path.startswith(folder) and os.path.isfile(path),
     )

@@ -56,6 +56,14 @@ class CollectionRepository:
             {"$set": {"last_job_id": job_id, "last_scan_at": self._clock()}},
         )
 
+    def count_view(self, collection_id: str) -> None:
+        """One more view of the collection (the status service counts them; warming uses them)."""
+        self._coll.update_one({"_id": collection_id}, {"$inc": {"views": 1}})
+
+    def most_viewed(self, limit: int) -> list[dict[str, Any]]:
+        """Collections with at least one view, most viewed first."""
+        return list(self._coll.find({"views": {"$gt": 0}}).sort("views", -1).limit(limit))
+
     def in_folder(self, folder_id: str) -> list[dict[str, Any]]:
         """Every collection placed in a cache folder."""
         return list(self._coll.find({"folder_id": folder_id}))

@@ -73,9 +73,49 @@ class FolderRepository:
             {"$set": {"total_files": files, "current_size_bytes": size_bytes}},
         )
 
+    def by_path(self, path: str) -> dict[str, Any] | None:
+        """The folder registered at ``path`` (an absolute path), or None."""
+        return self.get(folder_id_for(path))
 
-def _accepting(folder: dict[str, Any]) -> bool:
+    def set_capacity(self, folder_id: str, capacity_bytes: int | None, high_water: float) -> bool:
+        """Set (or with None clear) a folder's capacity and high-water fraction; False if unknown."""
+        result = self._coll.update_one(
+            {"_id": folder_id},
+            {"$set": {"capacity_bytes": capacity_bytes, "high_water": high_water}},
+        )
+        return result.matched_count == 1
+
+    def replace_stats(
+        self, folder_id: str, seen: tuple[int, int], corrected: tuple[int, int]
+    ) -> bool:
+        """Set the statistics to ``corrected`` only if they still equal ``seen`` (files, bytes).
+
+        A worker that moved them in between wins: the caller reports it and tries again later.
+        """
+        result = self._coll.update_one(
+            {"_id": folder_id, "total_files": seen[0], "current_size_bytes": seen[1]},
+            {"$set": {"total_files": corrected[0], "current_size_bytes": corrected[1]}},
+        )
+        return result.matched_count == 1
+
+    def add_collections(self, folder_id: str, count: int) -> None:
+        """Move the number of collections placed in this folder (a rebalance moved one)."""
+        self._coll.update_one({"_id": folder_id}, {"$inc": {"collections": count}})
+
+
+def high_water_bytes(folder: dict[str, Any]) -> int | None:
+    """The size past which a folder takes no new collections, or None without a capacity."""
     capacity = folder.get("capacity_bytes")
     if not capacity:
-        return True
-    return bool(folder.get("current_size_bytes", 0) < capacity * folder.get("high_water", 0.9))
+        return None
+    return int(capacity * folder.get("high_water", 0.9))
+
+
+def accepts_collections(folder: dict[str, Any]) -> bool:
+    """True while the folder is below its high-water mark (or has no capacity set)."""
+    mark = high_water_bytes(folder)
+    return mark is None or int(folder.get("current_size_bytes", 0)) < mark
+
+
+def _accepting(folder: dict[str, Any]) -> bool:
+    return accepts_collections(folder)

@@ -46,6 +46,10 @@ class ImageRepository:
             {"$set": {f"renditions.{stage}": record}, "$unset": {f"stage_errors.{stage}": ""}},
         )
 
+    def count_failure(self, image_id: str) -> None:
+        """One more job in which this image failed (quarantine counts these)."""
+        self._coll.update_one({"_id": image_id}, {"$inc": {"failure_count": 1}})
+
     def record_stage_error(self, image_id: str, stage: str, error: dict[str, str]) -> None:
         """Store why a rendition failed."""
         self._coll.update_one({"_id": image_id}, {"$set": {f"stage_errors.{stage}": error}})
@@ -67,6 +71,39 @@ class ImageRepository:
             if len(page) < batch:
                 return
             last = page[-1]["source"]
+
+    def clear_rendition_if(self, image_id: str, stage: str, *, path: str, job_id: str) -> bool:
+        """Forget a rendition record only if it is still the one seen (same path, same job)."""
+        result = self._coll.update_one(
+            {
+                "_id": image_id,
+                f"renditions.{stage}.path": path,
+                f"renditions.{stage}.job_id": job_id,
+            },
+            {"$unset": {f"renditions.{stage}": ""}},
+        )
+        return result.modified_count == 1
+
+    def move_renditions(self, moves: Iterable[tuple[str, str, str, str, str]]) -> int:
+        """Point records at their new files: (image_id, stage, old_path, new_path, folder_id).
+
+        One bulk of writes by ``_id``, each guarded on the old path; returns how many moved.
+        """
+        ops = [
+            UpdateOne(
+                {"_id": image_id, f"renditions.{stage}.path": old_path},
+                {
+                    "$set": {
+                        f"renditions.{stage}.path": new_path,
+                        f"renditions.{stage}.folder_id": folder_id,
+                    }
+                },
+            )
+            for image_id, stage, old_path, new_path, folder_id in moves
+        ]
+        if not ops:
+            return 0
+        return int(self._coll.bulk_write(ops, ordered=False).modified_count)
 
     def ensure_indexes(self) -> None:
         """Indexes the queries above rely on."""

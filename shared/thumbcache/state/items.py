@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError
 
 from thumbcache.ids import job_item_id
 from thumbcache.state.clock import Clock, utcnow
-from thumbcache.state.model import FAILED, OPEN_STATES, RUNNING, image_outcome
+from thumbcache.state.model import FAILED, OPEN_STATES, PENDING, RUNNING, image_outcome
 
 DUPLICATE_KEY = 11000
 
@@ -112,6 +112,45 @@ class ItemRepository:
                 f"stages.{stage}.state": {"$in": list(OPEN_STATES)},
             },
             {"$set": fields},
+        )
+        return result.modified_count == 1
+
+    def mark_stale(self, job_id: str, image_id: str, stage: str, heartbeat: Any) -> bool:
+        """Count a stale episode of a running stage, once per heartbeat (guarded on it).
+
+        The stage goes back to pending and its attempt is given back: it did not crash a
+        worker that we know of, its message was lost or its worker vanished.
+        """
+        result = self._coll.update_one(
+            {
+                "_id": job_item_id(job_id, image_id),
+                f"stages.{stage}.state": RUNNING,
+                f"stages.{stage}.heartbeat_at": heartbeat,
+            },
+            {
+                "$set": {f"stages.{stage}.state": PENDING},
+                "$inc": {f"stages.{stage}.stale_count": 1, f"stages.{stage}.attempts": -1},
+            },
+        )
+        return result.modified_count == 1
+
+    def reopen_failed(self, job_id: str, image_id: str, stages: list[str]) -> bool:
+        """Put failed stages of a failed image back to pending for a retry; True if this won."""
+        result = self._coll.update_one(
+            {
+                "_id": job_item_id(job_id, image_id),
+                "outcome": FAILED,
+                **{f"stages.{s}.state": FAILED for s in stages},
+            },
+            {
+                "$set": {
+                    "outcome": None,
+                    **{f"stages.{s}.state": PENDING for s in stages},
+                    **{f"stages.{s}.attempts": 0 for s in stages},
+                },
+                "$unset": {f"stages.{s}.error": "" for s in stages},
+                "$inc": {"retries": 1},
+            },
         )
         return result.modified_count == 1
 

@@ -107,6 +107,28 @@ class JobRepository:
             },
         )
 
+    def name_stale_items(self, job_id: str, entries: list[dict[str, Any]]) -> None:
+        """Name the items found stale (source, stage, worker, since) on the job."""
+        self._coll.update_one({"_id": job_id}, {"$set": {"stale_items": entries}})
+
+    def mark_stalled(self, job_id: str, no_progress_since: Any) -> bool:
+        """Mark a running job stalled if it made no progress since the cutoff (once)."""
+        result = self._coll.update_one(
+            {"_id": job_id, "status": JOB_RUNNING, "last_progress_at": {"$lt": no_progress_since}},
+            {"$set": {"status": JOB_STALLED, "stalled_at": self._clock()}},
+        )
+        return result.modified_count == 1
+
+    def reopen(self, job_id: str, increments: Mapping[str, int]) -> None:
+        """Take back counts (a retry) and set the job running again, even if it was done."""
+        self._coll.update_one(
+            {"_id": job_id},
+            {
+                "$inc": dict(increments),
+                "$set": {"status": JOB_RUNNING, "finished_at": None},
+            },
+        )
+
     def set_counters(self, job_id: str, flat_counters: Mapping[str, int]) -> None:
         """Overwrite the counters with a recount (only while no worker moves them)."""
         self._coll.update_one({"_id": job_id}, {"$set": dict(flat_counters)})

@@ -14,6 +14,7 @@ from thumbcache.state.folders import FolderRepository
 from thumbcache.state.images import ImageRepository
 from thumbcache.state.items import ItemRepository
 from thumbcache.state.jobs import JobRepository
+from thumbcache.state.leases import LeaseRepository
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Store:
     jobs: JobRepository
     items: ItemRepository
     folders: FolderRepository
+    leases: LeaseRepository
 
     @classmethod
     def from_database(
@@ -39,6 +41,7 @@ class Store:
             jobs=JobRepository(db, clock),
             items=ItemRepository(db, clock),
             folders=FolderRepository(db),
+            leases=LeaseRepository(db, clock),
         )
         if create_indexes:
             store.images.ensure_indexes()

@@ -1,0 +1,183 @@
+"""Regeneration, planning and cache warming.
+
+- Regenerate: after a settings change, a scan job of one collection (one stage or both) on the
+  backfill lane; the skip key keeps every rendition whose recipe did not change.
+- Plan: without rendering or writing anything, how many images would be rendered or skipped,
+  the bytes expected per cache folder and the CPU time, from measured averages.
+- Warm: the most viewed collections with missing renditions are regenerated on the backfill
+  lane, most viewed first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from thumbcache.contracts import BACKFILL, RENDER_STAGES
+from thumbcache.ids import collection_id_for, image_id_for
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.scan import current_recipes, is_current, read_header, start_scan
+from thumbcache.sources.walk import walk
+from thumbcache.storage.placement import FolderCandidate, choose_folder, folder_id_for
+
+# Used until this installation has measured its own renditions (from docs/BENCHMARKS.md:
+# one core, 12 MP JPEG; bytes from the default quality on photographs).
+DEFAULT_AVERAGES = {
+    "thumbnail": {"ms": 37.0, "bytes": 25_000.0},
+    "cache": {"ms": 51.0, "bytes": 350_000.0},
+}
+RECENT_JOBS = 50
+
+
+def regenerate(
+    rt: Runtime,
+    collection_id: str,
+    stages: tuple[str, ...] = RENDER_STAGES,
+    *,
+    force: bool = False,
+    kind: str = "regenerate",
+) -> dict[str, Any]:
+    """Start a backfill-lane job that redoes the renditions whose recipe changed."""
+    collection = rt.store.collections.get(collection_id)
+    if collection is None:
+        raise LookupError(f"unknown collection {collection_id}")
+    return start_scan(rt, collection["root"], force=force, kind=kind, lane=BACKFILL, stages=stages)
+
+
+def measured_averages(rt: Runtime) -> tuple[dict[str, dict[str, float]], str]:
+    """Per stage {ms, bytes} per rendition from recent finished jobs, and the basis used."""
+    sums = {s: {"ms": 0.0, "bytes": 0.0, "n": 0.0} for s in RENDER_STAGES}
+    for job in rt.store.jobs.recent(limit=RECENT_JOBS):
+        for stage, timing in (job.get("timing") or {}).items():
+            if stage in sums:
+                for key in ("ms", "bytes", "n"):
+                    sums[stage][key] += float(timing.get(key, 0))
+    if all(sums[s]["n"] > 0 for s in RENDER_STAGES):
+        averages = {
+            s: {"ms": sums[s]["ms"] / sums[s]["n"], "bytes": sums[s]["bytes"] / sums[s]["n"]}
+            for s in RENDER_STAGES
+        }
+        return averages, "measured"
+    return DEFAULT_AVERAGES, "default"
+
+
+@dataclass
+class Plan:
+    """What a scan of a source would do."""
+
+    source: str
+    collection_id: str
+    folder: str
+    images: int = 0
+    failed: int = 0
+    render: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RENDER_STAGES, 0))
+    skip: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RENDER_STAGES, 0))
+    all_skipped: int = 0
+
+    def to_dict(self, averages: dict[str, dict[str, float]], basis: str) -> dict[str, Any]:
+        """The JSON form, with the expected bytes and CPU time from ``averages``."""
+        expected_bytes = sum(self.render[s] * averages[s]["bytes"] for s in RENDER_STAGES)
+        cpu_ms = sum(self.render[s] * averages[s]["ms"] for s in RENDER_STAGES)
+        return {
+            "source": self.source,
+            "collection_id": self.collection_id,
+            "images": self.images,
+            "failed": self.failed,
+            "render": self.render,
+            "skip": self.skip,
+            "would_render_images": self.images - self.failed - self.all_skipped,
+            "expected_bytes": {self.folder: round(expected_bytes)},
+            "expected_cpu_seconds": round(cpu_ms / 1000.0, 1),
+            "basis": basis,
+        }
+
+
+def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
+    """Walk ``source`` and read headers like a scan, but render and write nothing."""
+    root = os.path.realpath(source)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{source} is not a directory")
+    collection_id = collection_id_for(root)
+    plan = Plan(source=root, collection_id=collection_id, folder=_folder_for(rt, collection_id))
+    recipes = current_recipes(rt)
+    candidates = walk(root, rt.settings.limits)
+    while chunk := list(itertools.islice(candidates, rt.settings.scan.chunk_size)):
+        ids = [image_id_for(collection_id, str(c.ref)) for c in chunk]
+        known = rt.store.images.get_many(ids)
+        for image_id, candidate in zip(ids, chunk, strict=True):
+            plan.images += 1
+            image: dict[str, Any] = {"fingerprint": candidate.fingerprint.to_doc()}
+            if candidate.error or read_header(rt, root, candidate, image):
+                plan.failed += 1
+                continue
+            skipped = 0
+            for stage in RENDER_STAGES:
+                fingerprint = image["fingerprint"]
+                if is_current(stage, recipes[stage], known.get(image_id), fingerprint, plan.folder):
+                    plan.skip[stage] += 1
+                    skipped += 1
+                else:
+                    plan.render[stage] += 1
+            plan.all_skipped += skipped == len(RENDER_STAGES)
+    averages, basis = measured_averages(rt)
+    return plan.to_dict(averages, basis)
+
+
+def _folder_for(rt: Runtime, collection_id: str) -> str:
+    """The collection's folder, or the one placement would choose (nothing is written)."""
+    collection = rt.store.collections.get(collection_id)
+    if collection and collection.get("folder_id"):
+        return rt.folder_path(str(collection["folder_id"]))
+    paths = rt.settings.effective_cache_folders()
+    docs = {f["_id"]: f for f in rt.store.folders.all()}
+    candidates = []
+    for path in paths:
+        doc = docs.get(folder_id_for(path), {})
+        capacity = doc.get("capacity_bytes")
+        full = bool(capacity) and doc.get("current_size_bytes", 0) >= capacity * doc.get(
+            "high_water", 0.9
+        )
+        candidates.append(FolderCandidate(folder_id_for(path), accepting=not full))
+    chosen = choose_folder(collection_id, candidates)
+    return next(p for p in paths if folder_id_for(p) == chosen)
+
+
+def missing_renditions(rt: Runtime, collection_id: str) -> int:
+    """Renditions of a collection's known images that are missing or out of date."""
+    collection = rt.store.collections.get(collection_id)
+    if collection is None or not collection.get("folder_id"):
+        return 0
+    folder = rt.folder_path(str(collection["folder_id"]))
+    recipes = current_recipes(rt)
+    missing = 0
+    for image in rt.store.images.iter_collection(collection_id):
+        if image.get("error"):
+            continue
+        for stage in RENDER_STAGES:
+            if not is_current(stage, recipes[stage], image, image.get("fingerprint") or {}, folder):
+                missing += 1
+    return missing
+
+
+def warm(rt: Runtime, top: int = 10) -> list[dict[str, Any]]:
+    """Regenerate the most viewed collections that have missing renditions (backfill lane)."""
+    started = []
+    busy = {job["collection_id"] for job in rt.store.jobs.find_unfinished()}
+    for collection in rt.store.collections.most_viewed(top):
+        if collection["_id"] in busy:
+            continue
+        missing = missing_renditions(rt, collection["_id"])
+        if missing == 0:
+            continue
+        job = regenerate(rt, collection["_id"], kind="warm")
+        started.append(
+            {
+                "collection_id": collection["_id"],
+                "views": collection.get("views", 0),
+                "missing": missing,
+                "job_id": job["_id"],
+            }
+        )
+    return started

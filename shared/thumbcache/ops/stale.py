@@ -1,0 +1,119 @@
+"""The stale-item monitor: name what stopped moving, requeue it, and fail repeat offenders.
+
+An item stage is stale when it is ``running`` with a heartbeat older than
+``ops.stale_after_seconds`` (longer than any render may take: its worker died, or its message
+was lost). It is named in the job (source, stage, worker, since) and the log, then requeued;
+after ``ops.max_stale_requeues`` it fails as poison. A job with no progress for
+``ops.stalled_after_seconds`` is marked ``stalled``; the next progress marks it running again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from thumbcache.contracts import FRESH, RenderRequest, render_message
+from thumbcache.errors import StaleItem
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import settle_and_count
+from thumbcache.state.clock import utcnow
+from thumbcache.state.model import FAILED, RUNNING, error_doc
+
+log = logging.getLogger(__name__)
+NAMED_PER_JOB = 50
+
+
+@dataclass
+class StaleReport:
+    """What one pass of the monitor found and did."""
+
+    stale_items: list[dict[str, Any]] = field(default_factory=list)
+    requeued: int = 0
+    failed: int = 0
+    stalled_jobs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "stale_items": self.stale_items,
+            "requeued": self.requeued,
+            "failed": self.failed,
+            "stalled_jobs": self.stalled_jobs,
+        }
+
+
+def stale_stages(item: dict[str, Any], cutoff: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
+    """The stages of an item running with a heartbeat older than ``cutoff``."""
+    found = []
+    for stage, sub in (item.get("stages") or {}).items():
+        beat = sub.get("heartbeat_at")
+        if sub.get("state") == RUNNING and beat is not None and beat < cutoff:
+            found.append((stage, sub))
+    return found
+
+
+def check_stale(rt: Runtime, *, apply: bool = True, now: dt.datetime | None = None) -> StaleReport:
+    """One pass over every unfinished job; with ``apply`` requeue, fail and mark stalled."""
+    ops = rt.settings.ops
+    now = now or utcnow()
+    stale_cutoff = now - dt.timedelta(seconds=ops.stale_after_seconds)
+    stalled_cutoff = now - dt.timedelta(seconds=ops.stalled_after_seconds)
+    report = StaleReport()
+    for job in rt.store.jobs.find_unfinished():
+        named = []
+        for item in rt.store.items.iter_job(job["_id"]):
+            if item.get("outcome") is not None:
+                continue
+            for stage, sub in stale_stages(item, stale_cutoff):
+                entry = {
+                    "job_id": job["_id"],
+                    "source": item["source"],
+                    "stage": stage,
+                    "worker": sub.get("worker"),
+                    "since": sub["heartbeat_at"].isoformat(),
+                    "stale_count": int(sub.get("stale_count", 0)) + 1,
+                }
+                report.stale_items.append(entry)
+                named.append(entry)
+                log.warning(
+                    "stale item: job %s %s %s on worker %s since %s",
+                    job["_id"], stage, item["source"], entry["worker"], entry["since"],
+                )  # fmt: skip
+                if apply:
+                    _handle(rt, job, item, stage, sub, report)
+        if apply and named:
+            rt.store.jobs.name_stale_items(job["_id"], named[:NAMED_PER_JOB])
+        last = job.get("last_progress_at") or job.get("created_at")
+        if job["status"] == "running" and last is not None and last < stalled_cutoff:
+            report.stalled_jobs.append(job["_id"])
+            if apply and rt.store.jobs.mark_stalled(job["_id"], stalled_cutoff):
+                log.error("job %s stalled: no progress since %s", job["_id"], last.isoformat())
+    return report
+
+
+def _handle(
+    rt: Runtime,
+    job: dict[str, Any],
+    item: dict[str, Any],
+    stage: str,
+    sub: dict[str, Any],
+    report: StaleReport,
+) -> None:
+    items = rt.store.items
+    if int(sub.get("stale_count", 0)) + 1 >= rt.settings.ops.max_stale_requeues:
+        exc = StaleItem(f"went stale {int(sub.get('stale_count', 0)) + 1} times (last on "
+                        f"{sub.get('worker')})")  # fmt: skip
+        error = error_doc(exc.error_class, str(exc))
+        if items.finish(job["_id"], item["image_id"], stage, FAILED, error=error):
+            rt.store.images.record_stage_error(item["image_id"], stage, error)
+            settle_and_count(rt.store, job["_id"], item["image_id"], {f"stages.{stage}.failed": 1})
+            report.failed += 1
+        return
+    if items.mark_stale(job["_id"], item["image_id"], stage, sub["heartbeat_at"]):
+        request = RenderRequest(
+            job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
+        )
+        rt.broker.enqueue(render_message(stage, request, job.get("lane", FRESH)))
+        report.requeued += 1

@@ -1,0 +1,52 @@
+"""Helpers for tests that run the stages in-process: real MongoDB-protocol server, stub broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dramatiq
+from thumbcache.broker import make_broker
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.settings import load_settings
+from thumbcache.state.store import connect
+from thumbcache_control.embedded_run import declare_all_stages
+
+from tests.imagegen import jpeg_bytes
+
+
+def make_runtime(tmp_path: Path, mongo_url: str, db_name: str, **env: str) -> Runtime:
+    settings = load_settings(
+        files=[],
+        env={f"THUMBCACHE_{k.upper()}": v for k, v in env.items()},
+        overrides={"data_dir": str(tmp_path / "data"), "mongo_url": mongo_url, "database": db_name},
+    )
+    broker = make_broker(settings)
+    rt = Runtime(settings, connect(mongo_url, db_name), broker)
+    declare_all_stages(broker, rt)
+    return rt
+
+
+def folder_of(tmp_path: Path, count: int, size=(640, 480)) -> Path:
+    root = tmp_path / "photos"
+    root.mkdir(parents=True)
+    for i in range(count):
+        (root / f"p{i:03d}.jpg").write_bytes(jpeg_bytes(*size, seed=i))
+    return root
+
+
+def drain(rt: Runtime, threads: int = 4) -> None:
+    worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=50)
+    worker.start()
+    try:
+        for queue in ("scan", "thumbnail", "cache"):
+            rt.broker.join(queue, fail_fast=True)
+        for queue in ("scan", "thumbnail", "cache"):  # a scan slice may have queued more
+            rt.broker.join(queue, fail_fast=True)
+        worker.join()
+    finally:
+        worker.stop()
+
+
+def scan_messages(rt: Runtime) -> list[dramatiq.Message]:
+    queue = rt.broker.queues["scan"]
+    return [dramatiq.Message.decode(m) for m in list(queue.queue)]
