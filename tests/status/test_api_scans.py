@@ -8,12 +8,15 @@ from pathlib import Path
 
 import falcon.testing
 import pytest
+from thumbcache.broker import make_broker
 from thumbcache.contracts import SCAN_QUEUE
-from thumbcache.settings import Settings
-from thumbcache.state.store import Store
+from thumbcache.pipeline.runtime import Runtime
+from thumbcache.settings import Settings, load_settings
+from thumbcache.state.store import Store, connect
 from thumbcache_status.app import create_app
-from thumbcache_status.submit import runtime_submitter
+from thumbcache_status.submit import runtime_planner, runtime_submitter
 
+from tests.imagegen import make_collection
 from tests.status.conftest import TOKEN, memory_runtime, write_images
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -175,3 +178,27 @@ def test_with_no_allowed_roots_every_source_is_forbidden(fresh, tmp_path) -> Non
     app = create_app(store, settings, submit_scan=runtime_submitter(rt))
     resp = post(falcon.testing.TestClient(app), {"source": os.fspath(tmp_path)}, headers={})
     assert resp.status_code == 403
+
+
+def test_a_dry_run_plans_without_creating_a_job_or_rendering(tmp_path, mongo_url, db_name):
+    expected = make_collection(tmp_path / "photos")
+    settings = load_settings(files=[], env={}, overrides={"data_dir": str(tmp_path / "d")})
+    store = connect(mongo_url, db_name)
+    rt = Runtime(settings, store, make_broker(settings))
+    app = create_app(store, settings, submit_scan=runtime_submitter(rt),
+                     plan_scan=runtime_planner(rt), allowed_roots=(str(tmp_path),))  # fmt: skip
+    client = falcon.testing.TestClient(app)
+
+    result = client.simulate_post(
+        "/v1/scans", json={"source": str(tmp_path / "photos"), "dry_run": True}
+    )
+
+    assert result.status_code == 200, result.text
+    plan = result.json
+    ok = sum(1 for v in expected.values() if v == "ok")
+    # headers tell the empty, broken and hostile ones; a truncated JPEG fails only when decoded
+    assert plan["images"] == len(expected) and plan["failed"] == len(expected) - ok - 1
+    assert plan["render"] == {"thumbnail": ok + 1, "cache": ok + 1}
+    assert plan["basis"] == "default" and plan["expected_cpu_seconds"] > 0
+    assert store.jobs.recent() == []  # nothing created
+    assert not (tmp_path / "d" / "cache").exists()  # nothing rendered

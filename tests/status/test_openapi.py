@@ -20,7 +20,7 @@ from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.store import connect
 from thumbcache_status.app import create_app
 from thumbcache_status.openapi import build_spec
-from thumbcache_status.submit import runtime_submitter
+from thumbcache_status.submit import runtime_planner, runtime_submitter
 
 from tests.status.conftest import TOKEN, Populated
 
@@ -36,6 +36,7 @@ def app_for_schema(populated: Populated, mongo_url: str, tmp_path_factory: pytes
         populated.store,
         populated.settings,
         submit_scan=runtime_submitter(rt),
+        plan_scan=runtime_planner(rt),
         allowed_roots=(str(roots),),
         api_token=TOKEN,
     )

@@ -26,7 +26,7 @@ from thumbcache_status.resources.metrics import Metrics
 from thumbcache_status.resources.pages import STATIC_DIR, Dashboard, OpenApi
 from thumbcache_status.resources.renditions import Opener, Rendition, open_binary
 from thumbcache_status.resources.scans import Scans
-from thumbcache_status.submit import Submitter
+from thumbcache_status.submit import Planner, Submitter
 
 
 class SecurityHeaders:
@@ -46,6 +46,7 @@ def create_app(
     settings: Settings,
     *,
     submit_scan: Submitter | None = None,
+    plan_scan: Planner | None = None,
     allowed_roots: tuple[str, ...] = (),
     api_token: str | None = None,
     queue_depths: QueueDepths | None = None,
@@ -86,5 +87,5 @@ def create_app(
     app.add_route("/v1/images/{image_id}/cache", Rendition(reader, "cache", opener))
     app.add_route("/v1/cache-folders", CacheFolders(reader))
     app.add_route("/v1/alerts", Alerts(reader))
-    app.add_route("/v1/scans", Scans(submit_scan, tuple(allowed_roots), api_token))
+    app.add_route("/v1/scans", Scans(submit_scan, tuple(allowed_roots), api_token, plan_scan))
     return app

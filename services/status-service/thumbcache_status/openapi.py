@@ -210,12 +210,43 @@ def _schemas() -> dict[str, Any]:
                         "description": "an absolute folder under an allowed root",
                     },
                     "force": {"type": "boolean", "default": False},
+                    "dry_run": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "only plan: counts, bytes and CPU time; nothing rendered",
+                    },
                 },
                 required=["source"],
             ),
             "additionalProperties": False,
         },
         "ScanAccepted": _obj({"job_id": STR}),
+        "ScanPlan": {
+            "type": "object",
+            "required": [
+                "source",
+                "collection_id",
+                "images",
+                "failed",
+                "render",
+                "skip",
+                "expected_bytes",
+                "expected_cpu_seconds",
+                "basis",
+            ],
+            "properties": {
+                "source": STR,
+                "collection_id": STR,
+                "images": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "would_render_images": {"type": "integer"},
+                "render": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "skip": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "expected_bytes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "expected_cpu_seconds": {"type": "number"},
+                "basis": {"type": "string", "enum": ["measured", "default"]},
+            },
+        },
     }
 
 
@@ -328,6 +359,7 @@ def build_spec() -> dict[str, Any]:
                         "content": {JSON: {"schema": _ref("ScanRequest")}},
                     },
                     "responses": {
+                        "200": page(_ref("ScanPlan"), "dry run: what the scan would do"),
                         "202": page(_ref("ScanAccepted"), "the scan's job was created"),
                         **_errors(400, 401, 403, 413, 415, 503),
                     },

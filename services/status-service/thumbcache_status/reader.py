@@ -128,6 +128,10 @@ class StatusReader:
         """One collection, or None."""
         return self.store.collections.get(collection_id)
 
+    def count_view(self, collection_id: str) -> None:
+        """Count a view of a collection (the one write a reader makes: warming ranks by it)."""
+        self.store.collections.count_view(collection_id)
+
     def images(self, collection_id: str, limit: int, after: str | None) -> Slice:
         """A collection's images in source order (the ``collection_id, source`` index)."""
         docs = list(

@@ -31,7 +31,7 @@ from thumbcache.settings import Settings
 from thumbcache_control.embedded_run import declare_all_stages, open_store
 
 from thumbcache_status.app import create_app
-from thumbcache_status.submit import runtime_submitter
+from thumbcache_status.submit import runtime_planner, runtime_submitter
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def embedded_service(
             store,
             settings,
             submit_scan=runtime_submitter(rt),
+            plan_scan=runtime_planner(rt),
             allowed_roots=allowed_roots,
             api_token=api_token,
             queue_depths=lambda: {q: queue_depth(broker, q) for q in QUEUE_OF_STAGE.values()},

@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from thumbcache.ops.regenerate import plan_source
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import start_scan
 
 from thumbcache_status.errors import BadRequestError, ForbiddenError
 
 MAX_SOURCE_CHARS = 4096
-BODY_FIELDS = {"source", "force"}
+BODY_FIELDS = {"source", "force", "dry_run"}
 
 # Takes a checked, resolved folder and ``force``; returns the new job's id.
 Submitter = Callable[[str, bool], str]
+# Takes a checked, resolved folder; returns what a scan would do (renders nothing).
+Planner = Callable[[str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class ScanBody:
 
     source: str
     force: bool = False
+    dry_run: bool = False
 
 
 def parse_scan_body(data: object) -> ScanBody:
@@ -41,7 +46,10 @@ def parse_scan_body(data: object) -> ScanBody:
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise BadRequestError("'force' must be true or false")
-    return ScanBody(source, force)
+    dry_run = data.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise BadRequestError("'dry_run' must be true or false")
+    return ScanBody(source, force, dry_run)
 
 
 def _encodable(text: str) -> bool:
@@ -83,3 +91,12 @@ def runtime_submitter(rt: Runtime) -> Submitter:
         return str(start_scan(rt, source, force=force)["_id"])
 
     return submit
+
+
+def runtime_planner(rt: Runtime) -> Planner:
+    """Plan a scan without rendering or writing anything (``"dry_run": true``)."""
+
+    def plan(source: str) -> dict[str, Any]:
+        return plan_source(rt, source)
+
+    return plan

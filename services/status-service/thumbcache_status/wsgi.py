@@ -12,7 +12,7 @@ from typing import Any
 
 import falcon
 from thumbcache.broker import make_broker, queue_depth
-from thumbcache.contracts import QUEUE_OF_STAGE
+from thumbcache.contracts import ALL_QUEUES
 from thumbcache.errors import ConfigError
 from thumbcache.logs import setup_logging
 from thumbcache.pipeline.runtime import Runtime
@@ -20,7 +20,7 @@ from thumbcache.settings import Settings, load_settings
 from thumbcache.state.store import connect
 
 from thumbcache_status.app import create_app
-from thumbcache_status.submit import runtime_submitter
+from thumbcache_status.submit import runtime_planner, runtime_submitter
 
 TOKEN_ENV = "THUMBCACHE_API_TOKEN"
 # Until the settings grow a ``status`` section, its keys are read from their future env names.
@@ -57,12 +57,13 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
     if settings.broker_url.startswith("memory://"):
         # An in-process broker here would swallow scans no worker ever sees.
         return create_app(store, settings, api_token=token)
-    broker = make_broker(settings)
+    runtime = Runtime(settings, store, make_broker(settings))
     return create_app(
         store,
         settings,
-        submit_scan=runtime_submitter(Runtime(settings, store, broker)),
+        submit_scan=runtime_submitter(runtime),
+        plan_scan=runtime_planner(runtime),
         allowed_roots=roots,
         api_token=token,
-        queue_depths=lambda: {q: queue_depth(broker, q) for q in QUEUE_OF_STAGE.values()},
+        queue_depths=lambda: {q: queue_depth(runtime.broker, q) for q in ALL_QUEUES},
     )

@@ -40,6 +40,7 @@ class CollectionItem:
         collection = self._reader.collection(collection_id)
         if collection is None:
             raise NotFoundError("no collection with that id")
+        self._reader.count_view(collection_id)  # cache warming favours viewed collections
         resp.media = collection_view(collection)
 
 

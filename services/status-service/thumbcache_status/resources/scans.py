@@ -14,7 +14,7 @@ from thumbcache_status.errors import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from thumbcache_status.submit import Submitter, parse_scan_body, resolve_source
+from thumbcache_status.submit import Planner, Submitter, parse_scan_body, resolve_source
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -23,9 +23,14 @@ class Scans:
     """Creates a scan job (202) once the token, body and source check out."""
 
     def __init__(
-        self, submit: Submitter | None, allowed_roots: tuple[str, ...], api_token: str | None
+        self,
+        submit: Submitter | None,
+        allowed_roots: tuple[str, ...],
+        api_token: str | None,
+        plan: Planner | None = None,
     ) -> None:
         self._submit = submit
+        self._plan = plan
         self._roots = allowed_roots
         self._token = api_token
 
@@ -34,6 +39,11 @@ class Scans:
         check_bearer(req.get_header("Authorization"), self._token)
         params.check_known(req.params, ())
         body = parse_scan_body(_read_json(req))
+        if body.dry_run:
+            if self._plan is None:
+                raise UnavailableError("this service does not plan scans")
+            resp.media = self._plan(resolve_source(body.source, self._roots))
+            return
         if self._submit is None:
             raise UnavailableError("this service does not submit scans (no broker configured)")
         source = resolve_source(body.source, self._roots)
