@@ -45,7 +45,7 @@ def test_overlay_validates_strictly_against_kubernetes_schemas(overlay: str, ver
 def test_every_thumbcache_pod_is_hardened(overlay: str) -> None:
     docs = render(overlay)
     workloads = [d for d in docs if d["kind"] in ("Deployment", "CronJob") and is_ours(d)]
-    assert len(workloads) == 10  # 5 workers, status service, 4 CronJobs
+    assert len(workloads) == 11  # 5 workers, status service, 5 CronJobs
     for workload in workloads:
         where = f"{workload['kind']}/{workload['metadata']['name']}"
         pod = pod_spec(workload)
@@ -127,6 +127,7 @@ def test_cronjobs_run_the_maintenance_commands_with_the_control_image() -> None:
         "thumbcache-reconcile": ["reconcile", "--apply"],
         "thumbcache-stale": ["stale"],
         "thumbcache-warm": ["warm"],
+        "thumbcache-check-alerts": ["check-alerts"],
     }
     for job in cronjobs.values():
         assert job["spec"]["concurrencyPolicy"] == "Forbid"

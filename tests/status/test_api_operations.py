@@ -10,11 +10,6 @@ from pymongo import MongoClient
 from thumbcache.broker import queue_depth
 from thumbcache.contracts import QUEUE_OF_STAGE
 from thumbcache.settings import Settings
-from thumbcache.state.collections import CollectionRepository
-from thumbcache.state.folders import FolderRepository
-from thumbcache.state.images import ImageRepository
-from thumbcache.state.items import ItemRepository
-from thumbcache.state.jobs import JobRepository
 from thumbcache.state.store import Store
 from thumbcache_status.app import create_app
 
@@ -35,9 +30,7 @@ def unreachable_store() -> Store:
     client: MongoClient = MongoClient(
         "mongodb://127.0.0.1:9/?directConnection=true", serverSelectionTimeoutMS=300
     )
-    db = client["down"]
-    return Store(db, CollectionRepository(db), ImageRepository(db), JobRepository(db),
-                 ItemRepository(db), FolderRepository(db))  # fmt: skip
+    return Store.from_database(client["down"], create_indexes=False)
 
 
 def test_health_and_readiness(client: falcon.testing.TestClient) -> None:

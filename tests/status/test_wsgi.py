@@ -32,13 +32,13 @@ def test_a_configuration_that_requires_a_token_refuses_to_start_without_one(
     assert build_app({**env, "THUMBCACHE_API_TOKEN": "t"}) is not None
 
 
-def test_status_options_come_from_the_environment_until_settings_have_them() -> None:
+def test_status_options_come_from_the_layered_settings() -> None:
     env = {
         "THUMBCACHE_STATUS__ALLOWED_ROOTS": "/srv/a:/srv/b",
         "THUMBCACHE_STATUS__REQUIRE_TOKEN": "1",
     }
-    assert status_options(load_settings(env={}), env) == (("/srv/a", "/srv/b"), True)
-    assert status_options(load_settings(env={}), {}) == ((), False)
+    assert status_options(load_settings(files=[], env=env)) == (("/srv/a", "/srv/b"), True)
+    assert status_options(load_settings(files=[], env={})) == ((), False)
 
 
 def test_built_from_the_environment_it_reads_the_configured_database(

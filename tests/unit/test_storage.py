@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from thumbcache.errors import StorageError
 from thumbcache.settings import RenditionSettings
-from thumbcache.storage.atomic import write_atomically
+from thumbcache.storage.atomic import remove_leftover_temps, write_atomically
 from thumbcache.storage.layout import rendition_path
 from thumbcache.storage.placement import FolderCandidate, choose_folder
 
@@ -62,3 +62,12 @@ def test_a_write_into_a_missing_parent_that_cannot_be_made_fails_cleanly(tmp_pat
     with pytest.raises(StorageError, match="cannot write"):
         write_atomically(str(blocker / "sub" / "x.jpg"), b"data")
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_leftover_temps_of_crashed_writes_are_removed_and_nothing_else(tmp_path):
+    write_atomically(str(tmp_path / "kept.jpg"), b"whole")
+    (tmp_path / "kept.jpg.tmp-deadbeef").write_bytes(b"half")
+    (tmp_path / "other.tmp-1").write_bytes(b"half")
+    assert remove_leftover_temps(str(tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.jpg"]
+    assert remove_leftover_temps(str(tmp_path / "missing")) == 0

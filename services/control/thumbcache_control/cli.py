@@ -27,7 +27,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # Operations commands, one module each under thumbcache_control/commands, each with
 # ``register(subparsers)`` adding its parser and handler ``(args, settings) -> exit code``.
-COMMAND_MODULES: tuple[str, ...] = ("recover", "stale", "retry", "regenerate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "recover",
+    "stale",
+    "retry",
+    "regenerate",
+    "alerts",
+    "dead_letters",
+    "cleanup",
+    "reconcile",
+    "rebalance",
+    "folders",
+)
 WORKER_STAGES = {"scanner": "scan", "thumbnail": "thumbnail", "cache": "cache"}
 
 

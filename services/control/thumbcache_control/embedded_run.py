@@ -26,6 +26,8 @@ from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.settings import Settings
 from thumbcache.state.model import JOB_DONE
 from thumbcache.state.store import Store, connect
+from thumbcache.storage.atomic import remove_leftover_temps
+from thumbcache.storage.layout import STAGE_DIRS
 
 from thumbcache_control.summary import progress_line
 
@@ -102,7 +104,11 @@ def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
     job = unfinished[-1]
     log.info("resuming job %s of %s", job["_id"], collection["root"])
     recount_job(rt, job["_id"])
-    recount_folder(rt, str(collection["folder_id"]))
+    folder_id = str(collection["folder_id"])
+    recount_folder(rt, folder_id)
+    folder = rt.folder_path(folder_id)
+    for stage_dir in STAGE_DIRS.values():  # writes a crash cut short (nothing else writes now)
+        remove_leftover_temps(os.path.join(folder, stage_dir, collection["_id"]))
     job = rt.store.jobs.get(job["_id"]) or job
     republish_open_work(rt, job)
     return rt.store.jobs.get(job["_id"]) or job

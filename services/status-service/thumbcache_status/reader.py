@@ -155,7 +155,7 @@ class StatusReader:
         return self.store.folders.all()
 
     def alerts(self, limit: int, after: str | None) -> Slice:
-        """Alerts, newest id first (the collection may not exist yet: then none)."""
+        """Alerts by id, descending (stable for cursors; job alerts sort by job time)."""
         query: dict[str, Any] = {} if after is None else {"_id": {"$lt": after}}
         docs = list(self.store.db[ALERTS].find(query).sort("_id", -1).limit(limit + 1))
         for doc in docs:
@@ -172,8 +172,10 @@ class StatusReader:
         return {s: coll.count_documents({"status": s}) for s in statuses}
 
     def open_alerts(self) -> int:
-        """Alerts not yet acknowledged."""
-        return self.store.db[ALERTS].count_documents({"acknowledged": {"$ne": True}})
+        """Alerts whose condition still holds and that nobody acknowledged."""
+        return self.store.db[ALERTS].count_documents(
+            {"active": {"$ne": False}, "acknowledged": {"$ne": True}}
+        )
 
     def ping(self) -> bool:
         """True when the database answers."""

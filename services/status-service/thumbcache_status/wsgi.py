@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import falcon
 from thumbcache.broker import make_broker, queue_depth
@@ -23,19 +22,11 @@ from thumbcache_status.app import create_app
 from thumbcache_status.submit import runtime_planner, runtime_submitter
 
 TOKEN_ENV = "THUMBCACHE_API_TOKEN"
-# Until the settings grow a ``status`` section, its keys are read from their future env names.
-ALLOWED_ROOTS_ENV = "THUMBCACHE_STATUS__ALLOWED_ROOTS"
-REQUIRE_TOKEN_ENV = "THUMBCACHE_STATUS__REQUIRE_TOKEN"
 
 
-def status_options(settings: Settings, env: Mapping[str, str]) -> tuple[tuple[str, ...], bool]:
-    """(allowed roots, token required): from ``settings.status`` once it exists, else the env."""
-    section: Any = getattr(settings, "status", None)
-    if section is not None:
-        return tuple(section.allowed_roots), bool(section.require_token)
-    roots = tuple(p for p in env.get(ALLOWED_ROOTS_ENV, "").split(":") if p)
-    required = env.get(REQUIRE_TOKEN_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-    return roots, required
+def status_options(settings: Settings) -> tuple[tuple[str, ...], bool]:
+    """(allowed roots, token required), from the ``[status]`` settings section."""
+    return tuple(settings.status.allowed_roots), settings.status.require_token
 
 
 def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request, falcon.Response]:
@@ -44,7 +35,7 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
     setup_logging()
     settings = load_settings(env=env)
     token = env.get(TOKEN_ENV) or None
-    roots, token_required = status_options(settings, env)
+    roots, token_required = status_options(settings)
     if token_required and not token:
         raise ConfigError(f"this configuration requires {TOKEN_ENV} to be set")
     if settings.embedded:

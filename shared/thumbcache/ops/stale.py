@@ -108,7 +108,7 @@ def _handle(
         error = error_doc(exc.error_class, str(exc))
         if items.finish(job["_id"], item["image_id"], stage, FAILED, error=error):
             rt.store.images.record_stage_error(item["image_id"], stage, error)
-            settle_and_count(rt.store, job["_id"], item["image_id"], {f"stages.{stage}.failed": 1})
+            settle_and_count(rt, job["_id"], item["image_id"], {f"stages.{stage}.failed": 1})
             report.failed += 1
         return
     if items.mark_stale(job["_id"], item["image_id"], stage, sub["heartbeat_at"]):

@@ -10,7 +10,7 @@ import dramatiq
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import settle_and_count
+from thumbcache.pipeline.settle import finish_job_if_complete, settle_and_count
 from thumbcache.state.model import OPEN_STATES
 from thumbcache.state.recount import counters_from_items, flatten
 
@@ -91,10 +91,10 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
     publish_batch(rt.broker, batch)
     published += len(batch)
     log.info("job %s: republished %d open renditions", job["_id"], published)
-    rt.store.jobs.finish_if_complete(job["_id"])
+    finish_job_if_complete(rt, job["_id"])
     return published
 
 
 def settle_item(rt: Runtime, job_id: str, image_id: str) -> str | None:
     """Settle an item whose stages have all ended, and count its outcome (winner only)."""
-    return settle_and_count(rt.store, job_id, image_id)
+    return settle_and_count(rt, job_id, image_id)

@@ -182,7 +182,7 @@ def complete(
         increments[f"timing.{stage}.ms"] = int(render_ms)
         increments[f"timing.{stage}.n"] = 1
         increments[f"timing.{stage}.bytes"] = int(outcome.details["bytes"])
-    settle_and_count(store, request.job_id, request.image_id, increments)
+    settle_and_count(rt, request.job_id, request.image_id, increments)
     return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,8 @@ import dramatiq
 
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
+
+COLLECTION_CACHE_SECONDS = 30.0
 
 
 @dataclass
@@ -21,17 +24,21 @@ class Runtime:
     store: Store
     broker: dramatiq.Broker
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _collections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def collection(self, collection_id: str) -> dict[str, Any]:
-        """A collection document, cached (root and folder never change once set)."""
-        doc = self._collections.get(collection_id)
-        if doc is None or doc.get("folder_id") is None:
-            doc = self.store.collections.get(collection_id)
-            if doc is None:
-                raise LookupError(f"unknown collection {collection_id}")
-            self._collections[collection_id] = doc
+        """A collection document, cached for ``COLLECTION_CACHE_SECONDS`` (a rebalance may move
+        it to another folder; workers then follow within that time)."""
+        cached = self._collections.get(collection_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < COLLECTION_CACHE_SECONDS:
+            return cached[1]
+        doc = self.store.collections.get(collection_id)
+        if doc is None:
+            raise LookupError(f"unknown collection {collection_id}")
+        if doc.get("folder_id") is not None:
+            self._collections[collection_id] = (now, doc)
         return doc
 
     def folder_path(self, folder_id: str) -> str:

@@ -24,6 +24,7 @@ from thumbcache.errors import PermanentError, Quarantined
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
 from thumbcache.imaging import ENGINE_VERSION, probe
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.sources.reader import open_source
 from thumbcache.sources.walk import Candidate, walk
 from thumbcache.state.model import (
@@ -129,7 +130,7 @@ def scan_step(
         chunk_no += 1
         if complete:
             rt.store.collections.mark_scanned(collection["_id"], job["_id"])
-            rt.store.jobs.finish_if_complete(job["_id"])
+            finish_job_if_complete(rt, job["_id"])
             return True
         if clock() - started >= scan.slice_seconds:
             rt.broker.enqueue(scan_message(request))

@@ -1,15 +1,16 @@
-"""Settling an image's outcome once its stages have ended, and counting it exactly once."""
+"""Settling an image's outcome once its stages have ended, and finishing its job, once each."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from thumbcache.ops.alerts import on_job_finished
+from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.model import FAILED
-from thumbcache.state.store import Store
 
 
 def settle_and_count(
-    store: Store, job_id: str, image_id: str, increments: Mapping[str, int] | None = None
+    rt: Runtime, job_id: str, image_id: str, increments: Mapping[str, int] | None = None
 ) -> str | None:
     """Settle the item if every stage ended; the winner counts it (with ``increments``).
 
@@ -17,6 +18,7 @@ def settle_and_count(
     ``ops.quarantine_after_failures`` of them across jobs, scans leave it out until ``--force``.
     Returns the outcome this call settled, or None.
     """
+    store = rt.store
     counts = dict(increments or {})
     settled = store.items.settle_outcome(job_id, image_id)
     if settled is not None:
@@ -26,5 +28,16 @@ def settle_and_count(
     if settled == FAILED:
         store.images.count_failure(image_id)
     if settled is not None:
-        store.jobs.finish_if_complete(job_id)
+        finish_job_if_complete(rt, job_id)
     return settled
+
+
+def finish_job_if_complete(rt: Runtime, job_id: str) -> bool:
+    """Mark the job done if every image has an outcome; the one call that does runs the
+    job-completion alert rules (failure ratio). True for that call."""
+    if not rt.store.jobs.finish_if_complete(job_id):
+        return False
+    job = rt.store.jobs.get(job_id)
+    if job is not None:
+        on_job_finished(rt.store, job, rt.settings)
+    return True

@@ -56,6 +56,13 @@ class CollectionRepository:
             {"$set": {"last_job_id": job_id, "last_scan_at": self._clock()}},
         )
 
+    def move_to_folder(self, collection_id: str, from_folder: str, to_folder: str) -> bool:
+        """Re-place a collection (rebalance's commit point); True only if it was in ``from``."""
+        result = self._coll.update_one(
+            {"_id": collection_id, "folder_id": from_folder}, {"$set": {"folder_id": to_folder}}
+        )
+        return result.modified_count == 1
+
     def count_view(self, collection_id: str) -> None:
         """One more view of the collection (the status service counts them; warming uses them)."""
         self._coll.update_one({"_id": collection_id}, {"$inc": {"views": 1}})

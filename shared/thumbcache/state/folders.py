@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pymongo.database import Database
@@ -78,7 +79,7 @@ class FolderRepository:
         return self.get(folder_id_for(path))
 
     def set_capacity(self, folder_id: str, capacity_bytes: int | None, high_water: float) -> bool:
-        """Set (or with None clear) a folder's capacity and high-water fraction; False if unknown."""
+        """Set (None: clear) a folder's capacity and high-water fraction; False if unknown."""
         result = self._coll.update_one(
             {"_id": folder_id},
             {"$set": {"capacity_bytes": capacity_bytes, "high_water": high_water}},
@@ -108,7 +109,7 @@ def high_water_bytes(folder: dict[str, Any]) -> int | None:
     capacity = folder.get("capacity_bytes")
     if not capacity:
         return None
-    return int(capacity * folder.get("high_water", 0.9))
+    return math.ceil(float(capacity) * float(folder.get("high_water", 0.9)))  # size >= mark: past
 
 
 def accepts_collections(folder: dict[str, Any]) -> bool:

@@ -69,6 +69,10 @@ class JobRepository:
             query["collection_id"] = collection_id
         return list(self._coll.find(query).sort("_id", 1))
 
+    def ids(self) -> list[str]:
+        """Every job id, oldest first."""
+        return [str(d["_id"]) for d in self._coll.find({}, {"_id": 1}).sort("_id", 1)]
+
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Most recent jobs first."""
         return list(self._coll.find().sort("_id", -1).limit(limit))

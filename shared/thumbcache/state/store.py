@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.collections import CollectionRepository
 from thumbcache.state.folders import FolderRepository
@@ -28,6 +29,7 @@ class Store:
     items: ItemRepository
     folders: FolderRepository
     leases: LeaseRepository
+    alerts: AlertRepository
 
     @classmethod
     def from_database(
@@ -42,6 +44,7 @@ class Store:
             items=ItemRepository(db, clock),
             folders=FolderRepository(db),
             leases=LeaseRepository(db, clock),
+            alerts=AlertRepository(db, clock),
         )
         if create_indexes:
             store.images.ensure_indexes()

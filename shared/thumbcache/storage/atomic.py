@@ -48,3 +48,22 @@ def _describe(exc: OSError) -> str:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def remove_leftover_temps(directory: str) -> int:
+    """Delete temporary files that crashed writes left in ``directory``; return how many.
+
+    Only safe while nothing writes there (a resuming single-process run, before its workers
+    start); elsewhere orphan cleanup removes them after its grace period.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and TEMP_MARKER in entry.name:
+            _remove_quietly(entry.path)
+            removed += 1
+    return removed
+
