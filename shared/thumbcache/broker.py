@@ -4,6 +4,7 @@ Dramatiq's in-process broker (the embedded default). Plus batch publishing and q
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,9 +56,72 @@ def queue_depth(broker: dramatiq.Broker, queue_name: str) -> int:
 
 
 def publish_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
-    """Publish messages; with RabbitMQ each is confirmed by the broker before this returns."""
-    for message in messages:
-        broker.enqueue(message)
+    """Publish messages; when this returns, the broker has taken every one of them.
+
+    With RabbitMQ a batch is one AMQP transaction on a channel of this thread: its commit-ok
+    acknowledges the whole batch (eight times faster here than a confirm per message, ADR
+    0004). A failed batch is sent again whole; a duplicate is harmless downstream.
+    """
+    if not messages:
+        return
+    if isinstance(broker, StubBroker):
+        for message in messages:
+            broker.enqueue(message)
+        return
+    _publish_transaction(broker, messages)
+
+
+_TX_CHANNELS = threading.local()
+MAX_BATCH_ATTEMPTS = 3
+
+
+def _publish_transaction(
+    broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]
+) -> None:
+    import pika
+    import pika.exceptions
+
+    for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
+        try:
+            for queue in {m.queue_name for m in messages}:
+                broker.declare_queue(queue, ensure=True)  # type: ignore[call-arg]
+            channel = _tx_channel(broker)
+            for message in messages:
+                broker.emit_before("enqueue", message, None)
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=message.queue_name,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(
+                        delivery_mode=2, priority=message.options.get("broker_priority")
+                    ),
+                )
+            channel.tx_commit()
+            for message in messages:
+                broker.emit_after("enqueue", message, None)
+            return
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
+            _channels().pop(id(broker), None)
+            del broker.connection  # type: ignore[attr-defined]  # the next use reconnects
+            if attempt == MAX_BATCH_ATTEMPTS:
+                raise
+
+
+def _channels() -> dict[int, Any]:
+    channels: dict[int, Any] | None = getattr(_TX_CHANNELS, "channels", None)
+    if channels is None:
+        channels = _TX_CHANNELS.channels = {}
+    return channels
+
+
+def _tx_channel(broker: dramatiq.Broker) -> Any:
+    """This thread's transactional channel on the broker's (thread-local) connection."""
+    channel = _channels().get(id(broker))
+    if channel is None or channel.is_closed:
+        channel = broker.connection.channel()  # type: ignore[attr-defined]
+        channel.tx_select()
+        _channels()[id(broker)] = channel
+    return channel
 
 
 def wait_below_high_water(
