@@ -50,3 +50,17 @@ def drain(rt: Runtime, threads: int = 4) -> None:
 def scan_messages(rt: Runtime) -> list[dramatiq.Message]:
     queue = rt.broker.queues["scan"]
     return [dramatiq.Message.decode(m) for m in list(queue.queue)]
+
+
+def scanned_job(rt: Runtime, root: Path) -> dict:
+    """A job whose scan ran to its end with no render message kept (the broker lost them,
+    or a test drives the render stages by hand). Returns the job as created."""
+    from thumbcache.contracts import ScanRequest
+    from thumbcache.pipeline.scan import scan_step, start_scan
+
+    job = start_scan(rt, str(root))
+    (message,) = scan_messages(rt)
+    rt.broker.flush_all()
+    scan_step(rt, ScanRequest.from_dict(message.args[0]))
+    rt.broker.flush_all()
+    return job

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import dramatiq
 import pytest
 from thumbcache.broker import queue_depth, wait_below_high_water
 from thumbcache.contracts import RenderRequest, ScanRequest, render_message
 from thumbcache.pipeline.render import render_step
-from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import start_scan
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages
+from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages, scanned_job
 
 pytestmark = pytest.mark.integration
 
@@ -105,15 +103,9 @@ def test_every_message_twice_and_concurrently_still_counts_once(tmp_path, mongo_
 
 def test_two_workers_interleaved_on_one_item_count_it_once(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
-    root = folder_of(tmp_path, 1)
-    job = start_scan(rt, str(root))
-    (message,) = scan_messages(rt)
-    rt.broker.flush_all()
+    job = scanned_job(rt, folder_of(tmp_path, 1))
     from thumbcache.pipeline.render import complete, produce
-    from thumbcache.pipeline.scan import scan_step
 
-    scan_step(rt, ScanRequest.from_dict(message.args[0]))
-    rt.broker.flush_all()
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     for stage in ("thumbnail", "cache"):
@@ -130,14 +122,7 @@ def test_two_workers_interleaved_on_one_item_count_it_once(tmp_path, mongo_url, 
 
 def test_an_item_that_keeps_killing_its_worker_fails_as_poison(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name, worker__max_attempts="2")
-    root = folder_of(tmp_path, 1)
-    job = start_scan(rt, str(root))
-    from thumbcache.pipeline.scan import scan_step
-
-    (message,) = scan_messages(rt)
-    rt.broker.flush_all()
-    scan_step(rt, ScanRequest.from_dict(message.args[0]))
-    rt.broker.flush_all()
+    job = scanned_job(rt, folder_of(tmp_path, 1))
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     for _ in range(2):  # two starts that never finished: the worker died each time
@@ -190,24 +175,13 @@ def test_the_scanner_holds_back_above_the_high_water_mark(tmp_path, mongo_url, d
     assert len(waits) == 3 and queue_depth(rt.broker, "thumbnail") == 2
 
 
-def _scanned_job(rt: Runtime, root: Path) -> dict:
-    from thumbcache.pipeline.scan import scan_step
-
-    job = start_scan(rt, str(root))
-    (message,) = scan_messages(rt)
-    rt.broker.flush_all()
-    scan_step(rt, ScanRequest.from_dict(message.args[0]))
-    rt.broker.flush_all()
-    return job
-
-
 def test_resume_settles_an_item_killed_between_its_last_transition_and_its_outcome(
     tmp_path, mongo_url, db_name
 ):
     from thumbcache.pipeline.recovery import recount_job, republish_open_work
 
     rt = make_runtime(tmp_path, mongo_url, db_name)
-    job = _scanned_job(rt, folder_of(tmp_path, 2))
+    job = scanned_job(rt, folder_of(tmp_path, 2))
     first, second = list(rt.store.items.iter_job(job["_id"]))
     for item in (first, second):
         for stage in ("thumbnail", "cache"):
@@ -231,7 +205,7 @@ def test_folder_recount_leaves_a_recorded_but_unfinished_rendition_to_its_winner
     from thumbcache.pipeline.render import produce
 
     rt = make_runtime(tmp_path, mongo_url, db_name)
-    job = _scanned_job(rt, folder_of(tmp_path, 1))
+    job = scanned_job(rt, folder_of(tmp_path, 1))
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     assert rt.store.items.claim(job["_id"], item["image_id"], "cache", "w", 3)

@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 
 import pytest
 from thumbcache.broker import make_broker, queue_depth
-from thumbcache.contracts import ScanRequest
 from thumbcache.ops.recovery import recover_unfinished_jobs
 from thumbcache.ops.stale import check_stale
 from thumbcache.pipeline.recovery import recount_job
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.scan import scan_step, start_scan
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages
+from tests.pipeline_helpers import drain, folder_of, make_runtime, scanned_job
 
 pytestmark = pytest.mark.integration
 
 
 def scanned_job_with_lost_messages(rt: Runtime, count: int) -> dict:
     """A job whose scan finished and published, then every render message was lost."""
-    job = start_scan(rt, str(folder_of(rt_tmp(rt), count)))
-    (message,) = scan_messages(rt)
-    rt.broker.flush_all()
-    scan_step(rt, ScanRequest.from_dict(message.args[0]))
-    rt.broker.flush_all()  # the broker lost them (in-memory broker, purged queue, ...)
-    return job
-
-
-def rt_tmp(rt: Runtime):
-    from pathlib import Path
-
-    return Path(rt.settings.data_dir).parent
+    return scanned_job(rt, folder_of(Path(rt.settings.data_dir).parent, count))
 
 
 def test_ten_replicas_starting_at_once_recover_a_job_exactly_once(

@@ -9,6 +9,8 @@ from typing import Any
 from thumbcache.ops.cleanup import cleanup
 from thumbcache.settings import Settings
 
+from thumbcache_control.commands.common import add_common
+
 
 def register(subparsers: Any) -> None:
     """Add the ``cleanup`` parser."""
@@ -19,10 +21,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--grace", type=int, metavar="SECONDS", help="minimum age (default: ops.orphan_grace)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON summary")
-    parser.add_argument(
-        "--data-dir", help="where the embedded store and cache live (default ./.thumbcache)"
-    )
+    add_common(parser)
     parser.set_defaults(handler=run)
 
 

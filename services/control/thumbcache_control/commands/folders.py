@@ -12,6 +12,8 @@ from thumbcache.errors import ConfigError
 from thumbcache.settings import Settings
 from thumbcache.state.folders import accepts_collections, high_water_bytes
 
+from thumbcache_control.commands.common import add_common
+
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -32,10 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument(
-        "--data-dir", help="where the embedded store and cache live (default ./.thumbcache)"
-    )
+    add_common(parser)
 
 
 def parse_bytes(text: str) -> int | None:

@@ -9,6 +9,8 @@ from typing import Any
 from thumbcache.ops.reconcile import reconcile
 from thumbcache.settings import Settings
 
+from thumbcache_control.commands.common import add_common
+
 
 def register(subparsers: Any) -> None:
     """Add the ``reconcile`` parser."""
@@ -16,10 +18,7 @@ def register(subparsers: Any) -> None:
         "reconcile", help="report (with --apply fix) statistics drift and missing renditions"
     )
     parser.add_argument("--apply", action="store_true", help="fix (default: dry run)")
-    parser.add_argument("--json", action="store_true", help="print one JSON report")
-    parser.add_argument(
-        "--data-dir", help="where the embedded store and cache live (default ./.thumbcache)"
-    )
+    add_common(parser)
     parser.set_defaults(handler=run)
 
 
