@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from PIL import Image
@@ -71,3 +72,44 @@ def rendition_files(folder: str) -> dict[str, tuple[int, int]]:
             st = os.stat(os.path.join(dirpath, name))
             out[os.path.join(dirpath, name)] = (st.st_ino, st.st_mtime_ns)
     return out
+
+
+def tree_snapshot(root: str, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """{path: (size, mtime_ns)} of every file and directory under ``root``, except ``skip``."""
+    out: dict[str, tuple[int, int]] = {}
+    skipped = {os.path.abspath(s) for s in skip}
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.abspath(os.path.join(dirpath, d)) not in skipped]
+        for name in [*dirs, *names]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            out[path] = (st.st_size if name in names else 0, st.st_mtime_ns)
+    return out
+
+
+def assert_nothing_written_outside(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> None:
+    """Nothing created, changed or removed in a tree snapshot taken without the allowed dirs."""
+    created = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+    assert (created, removed, changed) == ([], [], []), "written outside the allowed folders"
+
+
+def cleanup_and_assert_no_orphans(store: Store) -> dict[str, int]:
+    """Run orphan cleanup with no grace period, then no temp or unreferenced file may remain.
+
+    Returns what cleanup removed: {"temp": n, "unreferenced": n} (temp files are left by writes
+    a SIGKILL cut short; an unreferenced complete file would be a write whose record was lost).
+    """
+    from thumbcache.ops.cleanup import cleanup, find_orphans
+
+    report = cleanup(store, 0, apply=True, now=time.time() + 1)
+    assert len(report.deleted) == len(report.orphans), report.summary()
+    left = find_orphans(store, 0, now=time.time() + 1)
+    assert left == [], left
+    return {
+        "temp": sum(1 for o in report.deleted if o.temp),
+        "unreferenced": sum(1 for o in report.deleted if not o.temp),
+    }

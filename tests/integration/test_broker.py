@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from thumbcache.broker import make_broker, publish_batch, queue_depth
 from thumbcache.contracts import RenderRequest, render_message
 from thumbcache.settings import load_settings

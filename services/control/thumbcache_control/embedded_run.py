@@ -33,6 +33,7 @@ from thumbcache_control.summary import progress_line
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
+CLEAR_TO_END_OF_LINE = "\x1b[K"
 
 
 @contextmanager
@@ -124,7 +125,7 @@ def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
         samples = [*samples[-40:], (now, done)]
         if progress is not None:
             rate = _rate(samples)
-            progress.write("\r" + progress_line(job, rate))
+            progress.write("\r" + progress_line(job, rate) + CLEAR_TO_END_OF_LINE)
             progress.flush()
         if job["status"] == JOB_DONE:
             if progress is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from thumbcache.contracts import RenderRequest
 from thumbcache.errors import PermanentError, WorkerCrashed
+from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION, RenderSpec, render
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
@@ -55,6 +56,7 @@ def render_step(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bo
     max_attempts = rt.settings.worker.max_attempts
     if not items.claim(request.job_id, request.image_id, stage, rt.worker_name, max_attempts):
         return _unclaimed(rt, stage, request)
+    fault_point("before_render", request.source)
     try:
         outcome = produce(rt, stage, request)
     except PermanentError as exc:
@@ -71,6 +73,7 @@ def render_step(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bo
         _release_quietly(rt, stage, request, error)
         raise
     complete(rt, stage, request, outcome)
+    fault_point("after_record", request.source)
     return outcome.state
 
 
@@ -104,6 +107,7 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     rendered = render(data, spec, settings.limits)
     del data
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
+    fault_point("after_rename", request.source)
     render_ms = round((time.perf_counter() - started) * 1000)
     if previous is not None and previous.get("job_id") == request.job_id:
         replaced = previous.get("replaced")  # this job's own earlier write: keep the original
