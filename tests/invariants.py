@@ -27,7 +27,11 @@ def assert_job_exact(store: Store, job_id: str) -> dict[str, Any]:
     recount = flatten(counters_from_items(items, job["scan"]["chunks"]))
     counted = {k: job[k] for k in ("total", "completed", "skipped", "failed", "stages")}
     actual = flatten(counted)
-    assert actual == recount
+    assert actual == recount, {
+        k: (actual.get(k), recount.get(k))
+        for k in actual.keys() | recount.keys()
+        if actual.get(k) != recount.get(k)
+    }
     assert job["total"] == job["completed"] + job["skipped"] + job["failed"] == len(items)
     return job
 

@@ -10,6 +10,7 @@ from thumbcache.heartbeat import Heartbeat
 from thumbcache.logs import setup_logging
 from thumbcache.ops.recovery import StartupRecovery
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.redelivery import RedeliveryWarnings
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
 
@@ -40,4 +41,5 @@ def build_worker_runtime() -> Runtime:
         url = settings.mongo_url
     runtime = Runtime(settings, connect(url, settings.database), broker)
     broker.add_middleware(StartupRecovery(runtime))
+    broker.add_middleware(RedeliveryWarnings(runtime))
     return runtime

@@ -197,11 +197,25 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         if not args.wait:
             print(json.dumps({"job_id": job["_id"]}) if args.json else job["_id"])
             return EXIT_OK
-        while (current := store.jobs.get(job["_id"])) and current["status"] != JOB_DONE:
-            time.sleep(0.5)
-        assert current is not None
-        _print_summary(current, as_json=args.json)
+        _print_summary(_wait_for_job(store, job["_id"]), as_json=args.json)
     return EXIT_OK
+
+
+def _wait_for_job(store: Any, job_id: str) -> dict[str, Any]:
+    """Poll until the job is done; a database outage is waited out, not fatal (the job goes on)."""
+    from pymongo.errors import ConnectionFailure
+
+    while True:
+        try:
+            current = store.jobs.get(job_id)
+        except ConnectionFailure as exc:
+            log.warning(
+                "waiting for job %s: the database is unreachable (%s); retrying", job_id, exc
+            )
+            current = None
+        if current is not None and current["status"] == JOB_DONE:
+            return dict(current)
+        time.sleep(0.5)
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:

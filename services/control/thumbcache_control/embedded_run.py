@@ -17,10 +17,15 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 import dramatiq
-from thumbcache.broker import make_broker
-from thumbcache.contracts import ACTORS_MODULE_OF_STAGE, STAGES
+from thumbcache.broker import make_broker, queue_depth
+from thumbcache.contracts import ACTORS_MODULE_OF_STAGE, ALL_QUEUES, STAGES
 from thumbcache.embedded import EmbeddedMongo
-from thumbcache.pipeline.recovery import recount_folder, recount_job, republish_open_work
+from thumbcache.pipeline.recovery import (
+    recount_folder,
+    recount_job,
+    repair_job,
+    republish_open_work,
+)
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.settings import Settings
@@ -34,6 +39,7 @@ from thumbcache_control.summary import progress_line
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
 CLEAR_TO_END_OF_LINE = "\x1b[K"
+IDLE_REPAIR_SECONDS = 5.0
 
 
 @contextmanager
@@ -117,6 +123,7 @@ def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
 
 def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
     samples: list[tuple[float, int]] = []
+    quiet_since = time.monotonic()
     while True:
         job = rt.store.jobs.get(job_id)
         assert job is not None
@@ -131,7 +138,16 @@ def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
             if progress is not None:
                 progress.write("\n")
             return job
+        if len(samples) > 1 and samples[-2][1] != done:
+            quiet_since = now
+        elif now - quiet_since > IDLE_REPAIR_SECONDS and _queues_empty(rt):
+            repair_job(rt, job_id)  # nothing moves: a failed write may have lost counts
+            quiet_since = now
         time.sleep(POLL_SECONDS)
+
+
+def _queues_empty(rt: Runtime) -> bool:
+    return all(queue_depth(rt.broker, q) == 0 for q in ALL_QUEUES)
 
 
 def _rate(samples: list[tuple[float, int]]) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 from thumbcache.broker import queue_depth
@@ -62,7 +63,11 @@ def recover_unfinished_jobs(rt: Runtime, *, holder: str | None = None) -> Recove
     for job in rt.store.jobs.find_unfinished():
         lane = job.get("lane", FRESH)
         queues = [queue_for(s, lane) for s in job.get("stages_wanted", RENDER_STAGES)]
-        empty = all(queue_depth(rt.broker, q) == 0 for q in (*queues, "scan"))
+        # An empty queue proves lost messages only in-process: RabbitMQ's depth leaves out the
+        # unacknowledged ones (a brand-new job's scan in flight), so there idle time decides.
+        empty = isinstance(rt.broker, StubBroker) and all(
+            queue_depth(rt.broker, q) == 0 for q in (*queues, "scan")
+        )
         if not job_looks_abandoned(job, now, ops.recovery_idle_seconds, empty):
             continue
         published = republish_open_work(rt, job)

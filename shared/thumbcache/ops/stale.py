@@ -16,6 +16,7 @@ from typing import Any
 
 from thumbcache.contracts import FRESH, RenderRequest, render_message
 from thumbcache.errors import StaleItem
+from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.state.clock import utcnow
@@ -33,6 +34,7 @@ class StaleReport:
     requeued: int = 0
     failed: int = 0
     stalled_jobs: list[str] = field(default_factory=list)
+    repaired_jobs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -41,6 +43,7 @@ class StaleReport:
             "requeued": self.requeued,
             "failed": self.failed,
             "stalled_jobs": self.stalled_jobs,
+            "repaired_jobs": self.repaired_jobs,
         }
 
 
@@ -85,6 +88,9 @@ def check_stale(rt: Runtime, *, apply: bool = True, now: dt.datetime | None = No
                     _handle(rt, job, item, stage, sub, report)
         if apply and named:
             rt.store.jobs.name_stale_items(job["_id"], named[:NAMED_PER_JOB])
+        if apply and not named and repair_job(rt, job["_id"]):
+            report.repaired_jobs.append(job["_id"])  # every stage ended; only counts were lost
+            continue
         last = job.get("last_progress_at") or job.get("created_at")
         if job["status"] == "running" and last is not None and last < stalled_cutoff:
             report.stalled_jobs.append(job["_id"])

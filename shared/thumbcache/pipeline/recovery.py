@@ -11,7 +11,7 @@ from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_and_count
-from thumbcache.state.model import OPEN_STATES
+from thumbcache.state.model import JOB_DONE, OPEN_STATES
 from thumbcache.state.recount import counters_from_items, flatten
 
 log = logging.getLogger(__name__)
@@ -98,3 +98,38 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
 def settle_item(rt: Runtime, job_id: str, image_id: str) -> str | None:
     """Settle an item whose stages have all ended, and count its outcome (winner only)."""
     return settle_and_count(rt, job_id, image_id)
+
+
+def repair_job(rt: Runtime, job_id: str) -> bool:
+    """Finish a job that is stuck with no work open; True if the job is done afterwards.
+
+    A database error (or crash) after a stage's winning transition can lose the writes that
+    follow it: the image's outcome is never settled, or its counts never reach the job, and the
+    job waits forever. When the scan has ended and no stage of the job is open, nothing can
+    move its counters any more: items whose stages all ended are settled (once, guarded), and
+    if the counters are still short they are recounted from the items and the job finished.
+    Returns False at the first open stage (the job is still working).
+    """
+    job = rt.store.jobs.get(job_id)
+    if job is None or job["status"] == JOB_DONE:
+        return job is not None
+    if not job["scan"].get("complete"):
+        return False
+    unsettled = []
+    for item in rt.store.items.iter_job(job_id):
+        if item.get("outcome") is not None:
+            continue
+        if any(v.get("state") in OPEN_STATES for v in item.get("stages", {}).values()):
+            return False
+        unsettled.append(item["image_id"])
+    for image_id in unsettled:
+        settle_and_count(rt, job_id, image_id)
+    if finish_job_if_complete(rt, job_id) or _done(rt, job_id):
+        return True
+    counters = recount_job(rt, job_id)
+    log.warning("job %s: counters were short of its items; recounted %s", job_id, counters)
+    return finish_job_if_complete(rt, job_id)
+
+
+def _done(rt: Runtime, job_id: str) -> bool:
+    return (rt.store.jobs.get(job_id) or {}).get("status") == JOB_DONE

@@ -27,6 +27,7 @@ from thumbcache.state.model import (
     OPEN_STATES,
     SKIPPED,
     error_doc,
+    image_outcome,
     recipe_hash,
     rendition_is_current,
     stage_counter_for,
@@ -204,7 +205,31 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
         log.error("%s %s is poison: %s", stage, request.source, exc)
         complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
         return FAILED
+    _finish_what_a_failed_attempt_left(rt, request, item or {})
     return "duplicate"
+
+
+# A redelivered message for a job this close to its end may be the retry of an attempt whose
+# writes after the winning transition failed: check the whole job then (cheap near the end).
+REPAIR_WHEN_REMAINING = 16
+
+
+def _finish_what_a_failed_attempt_left(
+    rt: Runtime, request: RenderRequest, item: dict[str, Any]
+) -> None:
+    """After a duplicate: settle the image if its outcome was never written, and repair the
+    job if it is stuck near its end (its counts were lost with a failed write)."""
+    from thumbcache.pipeline.recovery import repair_job
+
+    states = {s: v.get("state") for s, v in item.get("stages", {}).items()}
+    if item.get("outcome") is None and image_outcome(states) is not None:
+        settle_and_count(rt, request.job_id, request.image_id)
+        return
+    job = rt.store.jobs.get(request.job_id) or {}
+    settled = sum(job.get(k, 0) for k in ("completed", "skipped", "failed"))
+    near_end = job.get("total", 0) - settled <= REPAIR_WHEN_REMAINING
+    if job.get("status") != "done" and (job.get("scan") or {}).get("complete") and near_end:
+        repair_job(rt, request.job_id)
 
 
 def _release_quietly(

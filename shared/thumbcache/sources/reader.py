@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -32,13 +33,22 @@ def resolve_inside(root: str, relative: str) -> str:
 
 
 @contextmanager
-def open_regular_file(path: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
-    """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO)."""
+def open_regular_file(
+    path: str, beneath: str | None = None
+) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO).
+
+    With ``beneath`` (a real path that ``path`` lies under, as :func:`resolve_inside` returns
+    it), every component below it is opened without following links: a link swapped in after
+    the check fails as UnsafeSource instead of being followed out of the root.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = _open_beneath(beneath, path) if beneath else os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         raise SourceMissing(f"{path} no longer exists") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeSource(f"{path} was replaced by a link after it was checked") from None
         raise SourceMissing(f"cannot open {path}: {exc.strerror}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -54,7 +64,7 @@ def open_source(
 ) -> Iterator[tuple[BinaryIO, Fingerprint]]:
     """Open a source for streaming reads (header probing) with its current fingerprint."""
     path = resolve_inside(root, ref.path)
-    with open_regular_file(path) as (fh, st):
+    with open_regular_file(path, beneath=os.path.realpath(root)) as (fh, st):
         if ref.entry is None:
             if st.st_size > limits.max_file_bytes:
                 raise ImageTooLarge(
@@ -69,6 +79,30 @@ def open_source(
                     yield entry, Fingerprint(info.file_size, 0, info.CRC)  # type: ignore[misc]
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise CorruptArchive(f"bad archive {ref.path}: {exc}") from None
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_beneath(real_root: str, path: str) -> int:
+    """Open ``path`` one component at a time from ``real_root``, following no link (ELOOP)."""
+    parts = os.path.relpath(path, real_root).split(os.sep)
+    dir_fd = os.open(real_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except NotADirectoryError:
+                st = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):  # O_DIRECTORY reports a link as "not a directory"
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part) from None
+                raise
+            os.close(dir_fd)
+            dir_fd = next_fd
+        return os.open(parts[-1], _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def read_source(root: str, ref: SourceRef, limits: LimitSettings) -> tuple[bytes, Fingerprint]:

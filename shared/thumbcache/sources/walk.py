@@ -101,6 +101,7 @@ def _walk_archive(
     entry_after = after[len(key) :]
     whole = Fingerprint(st.st_size, st.st_mtime_ns)
     try:
+        _check_central_directory(path, limits)
         with zipfile.ZipFile(path) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
             _check_archive_limits(infos, limits)
@@ -151,6 +152,32 @@ def _archive_candidate(
         )
         return Candidate(ref, fingerprint, error)
     return Candidate(ref, fingerprint)
+
+
+# A central-directory record is 46 bytes plus its name, extra field and comment; names past
+# 1 KiB are not addressable by any filesystem here, so more bytes per entry means lying counts.
+MAX_DIRECTORY_BYTES_PER_ENTRY = 46 + 1024
+
+
+def _check_central_directory(path: str, limits: LimitSettings) -> None:
+    """Refuse an archive from its end record alone, before its directory is parsed: the
+    entry count, and the directory's size (which caught a record that lies about the count).
+    Memory then stays bounded by the limit, not by the archive."""
+    with open(path, "rb") as fh:
+        end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # stable since Python 2
+    if end is None:
+        return  # not a ZIP: ZipFile reports it as a corrupt archive
+    entries = int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    directory_bytes = int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
+    if entries > limits.archive_max_entries:
+        raise ArchiveLimitExceeded(
+            f"{entries} entries, over the limit of {limits.archive_max_entries}"
+        )
+    if directory_bytes > limits.archive_max_entries * MAX_DIRECTORY_BYTES_PER_ENTRY:
+        raise ArchiveLimitExceeded(
+            f"a central directory of {directory_bytes} bytes, over what "
+            f"{limits.archive_max_entries} entries can need"
+        )
 
 
 def _check_archive_limits(infos: list[zipfile.ZipInfo], limits: LimitSettings) -> None:
