@@ -94,3 +94,33 @@ def test_a_job_finishes_when_the_scan_ended_and_every_image_has_an_outcome():
     assert job_is_finished(job)
     job["failed"] = 0
     assert not job_is_finished(job)
+
+
+def test_shared_holders_run_together_and_an_exclusive_holder_runs_alone():
+    import threading
+    import time
+
+    from thumbcache.pipeline.isolation import SharedExclusiveLock
+
+    lock = SharedExclusiveLock()
+    active: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    guard = threading.Lock()
+
+    def hold(kind: str) -> None:
+        with lock.exclusive() if kind == "x" else lock.shared():
+            with guard:
+                active.append(kind)
+                overlaps.append(tuple(active))
+            time.sleep(0.05)
+            with guard:
+                active.remove(kind)
+
+    threads = [threading.Thread(target=hold, args=(k,)) for k in ("s", "s", "x", "s", "x")]
+    for t in threads:
+        t.start()
+        time.sleep(0.005)
+    for t in threads:
+        t.join()
+    assert all(o == ("x",) for o in overlaps if "x" in o)  # exclusive: alone, always
+    assert any(o.count("s") == 2 for o in overlaps)  # shared: together

@@ -60,7 +60,13 @@ def declare_render_actor(
         except PayloadError as exc:
             log.error("dropping malformed %s message: %s", stage, exc)
             return
-        render_step(rt, stage, request, last_try=_retries_so_far() >= max_retries)
+        render_step(
+            rt,
+            stage,
+            request,
+            last_try=_retries_so_far() >= max_retries,
+            redelivered=_redelivered(),
+        )
 
     render.__name__ = ACTOR_OF_STAGE[stage]
     declare = dramatiq.actor(
@@ -73,6 +79,12 @@ def declare_render_actor(
     actor = declare(render)
     broker.declare_queue(queue_for(stage, BACKFILL))  # the same actor serves both lanes
     return actor
+
+
+def _redelivered() -> bool:
+    """True when RabbitMQ delivers this message again (its first consumer died or timed out)."""
+    message = CurrentMessage.get_current_message()
+    return bool(getattr(message, "redelivered", False))
 
 
 def _retries_so_far() -> int:

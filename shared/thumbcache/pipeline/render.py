@@ -17,6 +17,7 @@ from thumbcache.contracts import RenderRequest
 from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION, RenderSpec, render
+from thumbcache.pipeline.isolation import render_slot
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.sources.reader import read_source
@@ -47,12 +48,20 @@ class Outcome:
     folder_deltas: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (files, bytes)
 
 
-def render_step(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
+def render_step(
+    rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool, redelivered: bool = False
+) -> str:
     """Handle one render message; return what happened (for logs and tests).
 
     A permanent error fails the item now. A transient error is re-raised for Dramatiq to retry,
     unless this is the last try, in which case the item fails with that error as its reason.
+    A redelivered message (it survived a crash) is claimed and rendered alone in this process.
     """
+    with render_slot(redelivered):
+        return _render_claimed(rt, stage, request, last_try=last_try)
+
+
+def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
     items = rt.store.items
     max_attempts = rt.settings.worker.max_attempts
     if not items.claim(request.job_id, request.image_id, stage, rt.worker_name, max_attempts):

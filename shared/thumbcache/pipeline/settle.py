@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from thumbcache.ops.alerts import on_job_finished
 from thumbcache.pipeline.runtime import Runtime
@@ -38,6 +39,22 @@ def finish_job_if_complete(rt: Runtime, job_id: str) -> bool:
     if not rt.store.jobs.finish_if_complete(job_id):
         return False
     job = rt.store.jobs.get(job_id)
+    if job is not None and not stage_counts_add_up(job):
+        # A worker died (or a write failed) between a stage's transition and its counts: the
+        # job is done, nothing moves its counters any more, so the recount is exact.
+        from thumbcache.pipeline.recovery import recount_job
+
+        recount_job(rt, job_id)
+        job = rt.store.jobs.get(job_id)
     if job is not None:
         on_job_finished(rt.store, job, rt.settings)
+    return True
+
+
+def stage_counts_add_up(job: Mapping[str, Any]) -> bool:
+    """True when every stage's total equals its completed, skipped and failed (a done job)."""
+    for counts in (job.get("stages") or {}).values():
+        ended = counts.get("completed", 0) + counts.get("skipped", 0) + counts.get("failed", 0)
+        if ended != counts.get("total", 0):
+            return False
     return True
