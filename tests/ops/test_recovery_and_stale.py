@@ -33,7 +33,7 @@ def test_ten_replicas_starting_at_once_recover_a_job_exactly_once(
     job = scanned_job_with_lost_messages(rt, 6)
     settings = load_settings(
         files=[],
-        env={},
+        env={"THUMBCACHE_OPS__RECOVERY_IDLE_SECONDS": "0"},  # the job counts as abandoned
         overrides={"broker_url": amqp_url, "mongo_url": mongo_url, "database": db_name,
                    "data_dir": str(tmp_path / "data")},
     )  # fmt: skip
