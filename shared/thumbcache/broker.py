@@ -86,9 +86,13 @@ def _publish_transaction(
             for queue in {m.queue_name for m in messages}:
                 broker.declare_queue(queue, ensure=True)  # type: ignore[call-arg]
             channel = _tx_channel(broker)
+            # The blocking channel flushes the socket after every publish; inside a
+            # transaction nothing needs to leave before the commit, so the frames are queued on
+            # the underlying channel and tx_commit sends them all (and waits for commit-ok).
+            publish = channel._impl.basic_publish
             for message in messages:
                 broker.emit_before("enqueue", message, None)
-                channel.basic_publish(
+                publish(
                     exchange="",
                     routing_key=message.queue_name,
                     body=message.encode(),

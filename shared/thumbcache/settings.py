@@ -76,7 +76,7 @@ class ScanSettings:
     """How the scanner walks, records and publishes."""
 
     chunk_size: int = 500
-    publish_batch: int = 100
+    publish_batch: int = 500
     slice_seconds: float = 60.0
     queue_high_water: int = 20_000
     high_water_poll_seconds: float = 0.5

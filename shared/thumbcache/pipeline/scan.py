@@ -95,6 +95,7 @@ def start_scan(
 class _Planned:
     image: dict[str, Any]
     item: dict[str, Any]
+    new: bool  # no image document existed when the chunk was planned
 
 
 def scan_step(
@@ -148,7 +149,9 @@ def _scan_chunk(
     complete: bool,
 ) -> bool:
     planned = _plan_chunk(rt, job, collection, chunk_no, chunk)
-    rt.store.images.upsert_scanned(p.image for p in planned)
+    rt.store.images.upsert_scanned(
+        (p.image for p in planned), new_ids={p.image["_id"] for p in planned if p.new}
+    )
     items = [p.item for p in planned]
     existing = set(rt.store.items.insert_planned(items))
     if existing:  # a rerun of this chunk: the stored plan, not today's, is what was counted
@@ -219,7 +222,7 @@ def _plan_chunk(
                 item["stages"][stage] = {"state": state, "attempts": 0}
             if all(s == SKIPPED for s in item["planned"].values()):
                 item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
-        planned.append(_Planned(image, item))
+        planned.append(_Planned(image, item, image_id not in known))
     return planned
 
 

@@ -66,4 +66,3 @@ def remove_leftover_temps(directory: str) -> int:
             _remove_quietly(entry.path)
             removed += 1
     return removed
-

@@ -1,0 +1,304 @@
+"""Whole-system benchmark: images/s against render workers, and scan memory against size.
+
+``python -m thumbcache.bench.scaling [--images 48] [--workers 1,2,4]
+[--scan-sizes 10000,50000,200000,1000000] [--out docs]``
+
+Needs RabbitMQ on 127.0.0.1:5672 (a private vhost per run is created with ``rabbitmqctl``)
+and starts its own MongoDB-protocol server. Measures, on this machine:
+
+- distributed mode: ``thumbcache worker`` processes exactly as the containers run them (one
+  scanner, N thumbnail and N cache workers of one thread each), images per second of a job
+  from its creation to its end (workers already up), on photo-like JPEGs;
+- the embedded default: ``thumbcache run`` with default settings on the same images, timed
+  the same way (its job's creation to its end, so start-up is left out);
+- the engine alone (one core, both renditions written) and so the pipeline overhead: the
+  engine-only ceiling of this machine (cores / engine seconds per image) over the measured;
+- the scanner's peak RSS and publishing rate at several listing sizes (1x1 PNGs, no render
+  workers, queues drained at the high-water mark: ``thumbcache.bench.distributed``).
+
+Prints Markdown tables and writes ``scaling-throughput.png`` and ``scan-memory.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from thumbcache.bench.distributed import (
+    ScanRun,
+    Worker,
+    measure_scan,
+    private_vhost,
+    submit_scan,
+    wait_until,
+)
+from thumbcache.bench.pipeline import engine_seconds, make_corpus, run_seconds
+from thumbcache.embedded import EmbeddedMongo
+from thumbcache.state.store import connect
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One distributed job: images per second with ``workers`` render workers per stage."""
+
+    workers: int
+    images: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Images per second (both renditions of each)."""
+        return self.images / self.seconds
+
+
+def distributed_rate(
+    work: Path, env: dict[str, str], mongo_url: str, source: Path, workers: int
+) -> Throughput:
+    """Run one job on 1 scanner + ``workers`` workers per render stage; time it."""
+    database = f"bench{uuid.uuid4().hex[:8]}"
+    run_dir = work / f"w{workers}"
+    run_dir.mkdir()
+    with private_vhost() as amqp_url:
+        cluster_env = {
+            **env,
+            "THUMBCACHE_BROKER_URL": amqp_url,
+            "THUMBCACHE_MONGO_URL": mongo_url,
+            "THUMBCACHE_DATABASE": database,
+            "THUMBCACHE_CACHE_FOLDERS": str(run_dir / "cache"),
+        }
+        procs = [Worker("scanner", cluster_env, run_dir / "scanner.log")]
+        for stage in ("thumbnail", "cache"):
+            procs += [
+                Worker(stage, cluster_env, run_dir / f"{stage}-{i}.log") for i in range(workers)
+            ]
+        try:
+            for proc in procs:
+                proc.child_pid()  # every worker is up before the job starts
+            time.sleep(2.0)  # imports done, consumers attached
+            store = connect(mongo_url, database)
+            job_id = submit_scan(cluster_env, source)
+
+            def done() -> bool:
+                job = store.jobs.get(job_id)
+                return job is not None and job["status"] == "done"
+
+            wait_until("the job to finish", done, timeout=1800, interval=0.2)
+            job = store.jobs.get(job_id)
+            assert job is not None
+            if job["completed"] != job["total"]:
+                raise RuntimeError(f"job {job_id} did not complete every image: {job}")
+            seconds = _seconds(job["created_at"], job["finished_at"])
+            store.db.client.close()
+        finally:
+            codes = [proc.stop() for proc in procs]
+    if any(codes):
+        raise RuntimeError(f"a worker exited badly: {codes}")
+    return Throughput(workers, int(job["total"]), seconds)
+
+
+def _seconds(start: dt.datetime, end: dt.datetime) -> float:
+    return (end - start).total_seconds()
+
+
+def embedded_rate(work: Path, source: Path) -> Throughput:
+    """``thumbcache run SOURCE`` with default settings (both cores), timed like a distributed
+    job: from the job's creation to its end, read back from the run's own database."""
+    from thumbcache.settings import load_settings
+
+    data_dir = work / "embedded"
+    run_seconds(source, data_dir, one_core=False, threads=None)
+    server = EmbeddedMongo(str(data_dir))
+    store = connect(server.start(), load_settings(files=[], env={}).database)
+    try:
+        (job,) = store.jobs.recent(limit=1)
+        if job["status"] != "done" or job["completed"] != job["total"]:
+            raise RuntimeError(f"the embedded run did not complete every image: {job}")
+        return Throughput(0, int(job["total"]), _seconds(job["created_at"], job["finished_at"]))
+    finally:
+        store.db.client.close()
+        server.stop()
+
+
+def plot_throughput(
+    path: Path, runs: Sequence[Throughput], embedded: float, ceiling: float, title: str
+) -> None:
+    """Images/s against render workers per stage, with the embedded default and the ceiling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    xs = [r.workers for r in runs]
+    ax.plot(xs, [r.rate for r in runs], "o-", label="distributed (RabbitMQ, worker processes)")
+    for r in runs:
+        ax.annotate(f"{r.rate:.1f}", (r.workers, r.rate), textcoords="offset points",
+                    xytext=(0, 7), ha="center")  # fmt: skip
+    ax.axhline(embedded, color="tab:green", linestyle="--", label="embedded `thumbcache run`")
+    ax.axhline(ceiling, color="tab:red", linestyle=":", label="engine alone, all cores")
+    ax.set_xticks(xs)
+    ax.set_xlabel("render workers per stage (one thread each)")
+    ax.set_ylabel("images per second (both renditions)")
+    ax.set_ylim(0, max(ceiling, embedded, *(r.rate for r in runs)) * 1.2)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_scan_memory(path: Path, runs: Sequence[ScanRun]) -> None:
+    """Scanner peak RSS (and publishing rate) against listing size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    xs = [r.entries for r in runs]
+    ax.plot(xs, [r.peak_rss_bytes / MB for r in runs], "o-", label="scanner peak RSS (MB)")
+    ax.axhline(300, color="tab:red", linestyle=":", label="limit, 300 MB")
+    ax.set_xscale("log")
+    ax.set_xlabel("entries in the collection")
+    ax.set_ylabel("peak RSS of the scanner worker (MB)")
+    ax.set_ylim(0, 330)
+    rate_ax = ax.twinx()
+    rate_ax.plot(xs, [r.rate for r in runs], "s--", color="tab:orange", label="messages/s")
+    rate_ax.set_ylabel("render messages published per second")
+    rate_ax.set_ylim(0, max(r.rate for r in runs) * 1.4)
+    lines = ax.get_legend_handles_labels()[0] + rate_ax.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + rate_ax.get_legend_handles_labels()[1]
+    ax.legend(lines, labels, fontsize=8, loc="center right")
+    ax.set_title("Scan of a synthetic listing: memory and publishing rate", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything one run measured."""
+
+    runs: list[Throughput]
+    embedded: float = 0.0  # images/s
+    engine_s: float = 0.0  # seconds per image, one core
+    ceiling: float = 0.0  # images/s of the engine alone on every core
+    scans: tuple[ScanRun, ...] = ()
+
+
+def measure_throughput(
+    work: Path, env: dict[str, str], mongo_url: str, args: argparse.Namespace
+) -> Figures:
+    """Distributed jobs at each worker count, the embedded default and the engine alone."""
+    small = work / "n"
+    paths = make_corpus(small, args.images, args.megapixels)
+    runs = []
+    for workers in args.workers:
+        runs.append(distributed_rate(work, env, mongo_url, small, workers))
+        print(f"distributed, {workers} per stage: {runs[-1].rate:.2f} images/s", file=sys.stderr)
+    embedded = embedded_rate(work, small).rate
+    engine_out = work / "engine-out"
+    engine_out.mkdir()
+    cores = os.cpu_count() or 1
+    os.sched_setaffinity(0, {0})
+    engine_s = engine_seconds(paths, engine_out) / args.images
+    os.sched_setaffinity(0, set(range(cores)))
+    return Figures(runs, embedded, engine_s, cores / engine_s)
+
+
+def measure_scans(
+    work: Path, env: dict[str, str], mongo_url: str, sizes: Sequence[int], high_water: int
+) -> tuple[ScanRun, ...]:
+    """The scanner at each listing size."""
+    scans = []
+    for entries in sizes:
+        folder = work / f"scan{entries:08d}"
+        database = f"scan{uuid.uuid4().hex[:8]}"
+        scans.append(measure_scan(folder, env, mongo_url, database, entries, high_water=high_water))
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"scan of {entries}: {scans[-1].rate:.0f} messages/s", file=sys.stderr)
+    return tuple(scans)
+
+
+def print_report(figures: Figures, args: argparse.Namespace) -> None:
+    """Markdown tables of the figures; the plots next to them."""
+    cores = os.cpu_count() or 1
+    if figures.runs:
+        ceiling = figures.ceiling
+        print(
+            f"| {args.megapixels:g} MP JPEG, both renditions | images/s | engine ceiling / this |"
+        )
+        print("|---|---:|---:|")
+        print(f"| engine alone, one core ({figures.engine_s * 1000:.1f} ms/image) x {cores} cores "
+              f"(ceiling) | {ceiling:.2f} | 1.00 |")  # fmt: skip
+        print(f"| embedded `thumbcache run`, default settings | "
+              f"{figures.embedded:.2f} | {ceiling / figures.embedded:.2f} |")  # fmt: skip
+        for r in figures.runs:
+            print(f"| distributed, {r.workers} thumbnail + {r.workers} cache worker(s) | "
+                  f"{r.rate:.2f} | {ceiling / r.rate:.2f} |")  # fmt: skip
+        title = f"{args.images} photo-like {args.megapixels:g} MP JPEGs per job, {cores} cores"
+        plot_throughput(
+            args.out / "scaling-throughput.png", figures.runs, figures.embedded, ceiling, title
+        )
+        print()
+    if figures.scans:
+        print("| entries | messages/s | scanner peak RSS | deepest queue (mark) | job document |")
+        print("|---:|---:|---:|---:|---:|")
+        for s in figures.scans:
+            print(f"| {s.entries:,} | {s.rate:,.0f} | {s.peak_rss_bytes / MB:.1f} MB | "
+                  f"{s.max_depth:,} ({args.high_water:,}) | "
+                  f"{', '.join(map(str, s.job_doc_sizes))} B |")  # fmt: skip
+        plot_scan_memory(args.out / "scan-memory.png", figures.scans)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the tables, write the plots."""
+    parser = argparse.ArgumentParser(prog="python -m thumbcache.bench.scaling")
+    parser.add_argument("--images", type=int, default=48, help="images per distributed job")
+    parser.add_argument("--megapixels", type=float, default=12.0)
+    parser.add_argument("--workers", type=_ints, default=[1, 2, 4])
+    parser.add_argument("--scan-sizes", type=_ints, default=[10_000, 50_000, 200_000, 1_000_000])
+    parser.add_argument("--high-water", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBCACHE_")}
+    env["THUMBCACHE_LOG_LEVEL"] = "WARNING"
+    work = Path(tempfile.mkdtemp(prefix="thumbcache-scaling-"))
+    server = EmbeddedMongo(str(work / "mongo-server"))
+    mongo_url = server.start()
+    try:
+        figures = Figures([])
+        if args.workers:
+            figures = measure_throughput(work, env, mongo_url, args)
+        if args.scan_sizes:
+            scans = measure_scans(work, env, mongo_url, args.scan_sizes, args.high_water)
+            figures = dataclasses.replace(figures, scans=scans)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print_report(figures, args)
+    print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
