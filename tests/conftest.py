@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from thumbcache.bench.distributed import private_vhost
 from thumbcache.embedded import EmbeddedMongo
 
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
@@ -48,15 +48,8 @@ def amqp_url() -> Iterator[str]:
         pytest.fail(
             "RabbitMQ is not answering on 127.0.0.1:5672 (start: rabbitmq-server -detached)"
         )
-    vhost = f"tc-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
-    yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    with private_vhost() as url:
+        yield url
 
 
 @pytest.fixture

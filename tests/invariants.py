@@ -78,21 +78,21 @@ def rendition_files(folder: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def tree_snapshot(root: str, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
-    """{path: (size, mtime_ns)} of every file and directory under ``root``, except ``skip``."""
-    out: dict[str, tuple[int, int]] = {}
+def tree_snapshot(root: str, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int, int]]:
+    """{path: (mode, size, mtime_ns)} of every file and directory under ``root``, but ``skip``."""
+    out: dict[str, tuple[int, int, int]] = {}
     skipped = {os.path.abspath(s) for s in skip}
     for dirpath, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if os.path.abspath(os.path.join(dirpath, d)) not in skipped]
         for name in [*dirs, *names]:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            out[path] = (st.st_size if name in names else 0, st.st_mtime_ns)
+            out[path] = (st.st_mode, st.st_size if name in names else 0, st.st_mtime_ns)
     return out
 
 
 def assert_nothing_written_outside(
-    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+    before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]
 ) -> None:
     """Nothing created, changed or removed in a tree snapshot taken without the allowed dirs."""
     created = sorted(set(after) - set(before))

@@ -38,7 +38,12 @@ from thumbcache.sources.walk import walk
 from thumbcache.state.store import connect
 
 from tests.imagegen import jpeg_bytes, png_bytes
-from tests.invariants import assert_folders_match_disk, assert_job_exact, assert_renditions_valid
+from tests.invariants import (
+    assert_folders_match_disk,
+    assert_job_exact,
+    assert_renditions_valid,
+    tree_snapshot,
+)
 from tests.pipeline_helpers import drain, make_runtime, scan_messages
 
 pytestmark = pytest.mark.integration
@@ -211,18 +216,8 @@ class OpenWatch:
 
 
 def snapshot(base: Path, exclude: set[Path]) -> dict[str, tuple[int, int, int]]:
-    """{relative path: (mode, size, mtime_ns)} of everything under base but the excluded trees."""
-    out = {}
-    for dirpath, dirs, names in os.walk(base):
-        dirs[:] = [d for d in dirs if Path(dirpath, d) not in exclude]
-        for name in dirs + names:
-            st = os.lstat(os.path.join(dirpath, name))
-            out[os.path.relpath(os.path.join(dirpath, name), base)] = (
-                st.st_mode,
-                st.st_size,
-                st.st_mtime_ns,
-            )
-    return out
+    """Everything under ``base`` but the excluded trees (see ``tests.invariants``)."""
+    return tree_snapshot(str(base), tuple(str(p) for p in exclude))
 
 
 def outcomes(store, job_id: str) -> dict[str, str]:
