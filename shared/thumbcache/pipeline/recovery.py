@@ -9,6 +9,7 @@ import dramatiq
 
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
+from thumbcache.ops.references import References
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_and_count
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
@@ -35,28 +36,19 @@ def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
 
     Counters move with winning transitions; a crash between a transition and its folder
     update leaves them short, and this recount (run at resume, while no worker writes) is
-    exact. A record whose stage is still open in an unfinished job has not been applied yet
-    (its winner will apply it): what it replaced is counted instead. Returns (files, bytes).
+    exact. Which record counts (itself, or while in flight what it replaced) is the rule of
+    :class:`thumbcache.ops.references.Reference`, shared with reconcile. Returns (files, bytes).
     """
-    unfinished = {job["_id"] for job in rt.store.jobs.find_unfinished()}
+    references = References(rt.store)
     files = size = 0
     for collection in rt.store.collections.in_folder(folder_id):
-        for image in rt.store.images.iter_collection(collection["_id"]):
-            for stage, record in (image.get("renditions") or {}).items():
-                applied = record
-                if record.get("job_id") in unfinished and _stage_open(rt, record, image, stage):
-                    applied = record.get("replaced")
-                if applied is not None and applied.get("folder_id") == folder_id:
-                    files += 1
-                    size += int(applied["bytes"])
+        for ref in references.of_collection(collection["_id"]):
+            counted = ref.counted
+            if counted is not None and counted.get("folder_id") == folder_id:
+                files += 1
+                size += int(counted["bytes"])
     rt.store.folders.set_stats(folder_id, files, size)
     return files, size
-
-
-def _stage_open(rt: Runtime, record: dict[str, Any], image: dict[str, Any], stage: str) -> bool:
-    item = rt.store.items.get(record["job_id"], image["_id"])
-    state = ((item or {}).get("stages") or {}).get(stage, {}).get("state")
-    return state in OPEN_STATES
 
 
 def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200) -> int:
