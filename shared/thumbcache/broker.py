@@ -36,7 +36,7 @@ def _configure_middleware(broker: dramatiq.Broker, settings: Settings) -> None:
             middleware.min_backoff = worker.min_backoff_ms
             middleware.max_backoff = worker.max_backoff_ms
         if isinstance(middleware, TimeLimit):
-            middleware.time_limit = worker.render_time_limit_seconds * 1000
+            middleware.time_limit = worker.render_actor_time_limit_seconds * 1000
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
 

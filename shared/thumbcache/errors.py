@@ -66,6 +66,14 @@ class StaleItem(PermanentError):
     """The item went stale (no heartbeat) too many times: failed as poison."""
 
 
+class RenderTimeout(PermanentError):
+    """Rendering took longer than its wall-clock limit; its process was stopped."""
+
+
+class RenderCrashed(PermanentError):
+    """The render process died while rendering this image (its decoder crashed)."""
+
+
 class TransientError(ThumbcacheError):
     """A fault outside the image (database, disk, broker): retry with bounded backoff."""
 
@@ -76,3 +84,7 @@ class StorageError(TransientError):
 
 class StateUnavailable(TransientError):
     """The job-state database could not be reached."""
+
+
+class RenderProcessUnavailable(TransientError):
+    """A render process could not be started (the host is short of processes or memory)."""

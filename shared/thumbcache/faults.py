@@ -7,7 +7,7 @@ empty, :func:`fault_point` returns after one check of a module constant. A spec 
     THUMBCACHE_FAULTS="after_rename=kill-once@p003.jpg;before_render=kill@poison"
 
 At ``point``, when the source contains ``match`` (no ``@match``: every source), the process
-runs ``action``:
+runs ``action`` (``in_render_process`` runs in the render process, the others in the worker):
 
 - ``kill``: SIGKILL itself (no cleanup, no ack: the crash the pipeline must survive);
 - ``raise``: raise :class:`InjectedFault` (a RuntimeError);
@@ -31,7 +31,7 @@ from types import MappingProxyType
 
 FAULTS_VARIABLE = "THUMBCACHE_FAULTS"
 FAULTS_DIR_VARIABLE = "THUMBCACHE_FAULTS_DIR"
-POINTS = frozenset({"before_render", "after_rename", "after_record"})
+POINTS = frozenset({"before_render", "in_render_process", "after_rename", "after_record"})
 ACTIONS = frozenset({"kill", "raise", "sleep"})
 
 

@@ -22,6 +22,7 @@ from thumbcache.errors import ConfigError
 
 ENV_PREFIX = "THUMBCACHE_"
 FORMATS = ("jpeg", "webp")
+RENDER_ACTOR_SLACK_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class WorkerSettings:
     """Dramatiq worker behaviour shared by every stage."""
 
     threads: int = 2
-    render_time_limit_seconds: int = 300
+    # One render (read, decode, resize, encode) in its own process: past this wall-clock limit
+    # the process is killed and the image fails as RenderTimeout.
+    render_time_limit_seconds: int = 120
+    # What one render process may allocate beyond its libraries; over it, ImageTooLarge.
+    render_memory_mb: int = 1024
     scan_time_limit_seconds: int = 600
     shutdown_timeout_seconds: int = 600
     max_attempts: int = 3
@@ -106,6 +111,12 @@ class WorkerSettings:
     prometheus: bool = False  # Dramatiq's exporter on :9191 (one worker per host or container)
     lane: str = "all"  # which lanes a render worker consumes: fresh, backfill or all
 
+    @property
+    def render_actor_time_limit_seconds(self) -> int:
+        """Dramatiq's limit on a whole render message: the render's own limit plus time for its
+        database writes (a backstop; the render process's limit is what stops a render)."""
+        return self.render_time_limit_seconds + RENDER_ACTOR_SLACK_SECONDS
+
     def validate(self, prefix: str) -> None:
         """Counts and timeouts must be positive, and the slice must fit its time limit."""
         _check(self.threads >= 1, f"{prefix}.threads", "must be >= 1")
@@ -114,6 +125,7 @@ class WorkerSettings:
         _check(self.max_retries >= 0, f"{prefix}.max_retries", "must be >= 0")
         _check(self.render_time_limit_seconds >= 1, f"{prefix}.render_time_limit_seconds", ">= 1")
         _check(self.scan_time_limit_seconds >= 1, f"{prefix}.scan_time_limit_seconds", ">= 1")
+        _check(self.render_memory_mb >= 0, f"{prefix}.render_memory_mb", ">= 0 (0: no ceiling)")
         _check(self.min_backoff_ms >= 0, f"{prefix}.min_backoff_ms", "must be >= 0")
         _check(
             self.max_backoff_ms >= self.min_backoff_ms,

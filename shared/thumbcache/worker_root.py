@@ -26,7 +26,7 @@ def build_worker_runtime() -> Runtime:
         raise ConfigError("a stage worker needs THUMBCACHE_BROKER_URL (amqp://...)")
     broker = make_broker(settings)
     worker = settings.worker
-    longest = max(worker.render_time_limit_seconds, worker.scan_time_limit_seconds)
+    longest = max(worker.render_actor_time_limit_seconds, worker.scan_time_limit_seconds)
     broker.add_middleware(Heartbeat(stall_after=longest + 60))
     if worker.prometheus:
         from dramatiq.middleware.prometheus import Prometheus

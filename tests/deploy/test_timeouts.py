@@ -27,7 +27,7 @@ PREFETCH_PER_THREAD = 2  # Dramatiq's default queue prefetch: 2 x worker threads
 def _assert_ordered(where: str, settings_env: dict[str, str], grace_seconds: int) -> None:
     settings = load_settings(files=[str(f) for f in config_files(settings_env)], env=settings_env)
     worker = settings.worker
-    longest_limit = max(worker.render_time_limit_seconds, worker.scan_time_limit_seconds)
+    longest_limit = max(worker.render_actor_time_limit_seconds, worker.scan_time_limit_seconds)
     assert longest_limit < worker.shutdown_timeout_seconds, where
     assert worker.shutdown_timeout_seconds < grace_seconds, where
     assert grace_seconds < RABBITMQ_CONSUMER_TIMEOUT_SECONDS, where

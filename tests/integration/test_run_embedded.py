@@ -66,7 +66,8 @@ def test_run_processes_a_mixed_collection_and_reports_each_image(tmp_path, clean
         "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
     )
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # done, but some images failed
+    assert result.stderr == ""  # failures are in the job and the log, not on the terminal
     summary = last_json(result.stdout)
     assert summary["status"] == "done"
     assert summary["total"] == len(expected)
@@ -215,3 +216,33 @@ def test_run_refuses_a_missing_folder_with_a_clear_error(tmp_path, clean_env):
     )
     assert result.returncode == 1
     assert "not a directory" in result.stderr
+
+
+def test_a_render_over_its_time_limit_fails_alone_and_the_run_says_so(tmp_path, clean_env):
+    # Given a folder of three photos, one of which renders for 5 s, and a 1 s render limit
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("a.jpg", "slow.jpg", "c.jpg"):
+        (root / name).write_bytes(jpeg_bytes(640, 480, seed=len(name)))
+    env = {**clean_env, "THUMBCACHE_FAULTS": "in_render_process=sleep:5@slow",
+           "THUMBCACHE_WORKER__RENDER_TIME_LIMIT_SECONDS": "1"}  # fmt: skip
+    data = tmp_path / "data"
+    # When `thumbcache run` processes it (the embedded mode, where Dramatiq's limit never ran)
+    started = time.monotonic()
+    result = thumbcache("run", str(root), "--data-dir", str(data), env=env)
+    elapsed = time.monotonic() - started
+    # Then the slow image failed as RenderTimeout with the time it took, the others rendered,
+    # the run exits 3 and names where the details are, and nothing waited for the 5 s sleeps
+    assert result.returncode == 3, result.stderr
+    assert "1 failed" in result.stdout and "thumbcache.log" in result.stdout
+    assert elapsed < 60
+    with EmbeddedStore(data) as store:
+        (job,) = store.jobs.recent()
+        failures = list(store.items.failures(job["_id"]))
+        assert [f["source"] for f in failures] == ["slow.jpg"]
+        for stage in ("thumbnail", "cache"):
+            error = failures[0]["stages"][stage]["error"]
+            assert error["class"] == "RenderTimeout"
+            assert "stopped after 1." in error["message"]
+        assert job["completed"] == 2
+    assert "slow.jpg" in (data / "thumbcache.log").read_text()

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from thumbcache.contracts import LANES, WORKER_MODULE_OF_STAGE, queues_of
@@ -21,10 +22,13 @@ from thumbcache.state.model import JOB_DONE
 from thumbcache_control.summary import human_status, image_line, job_summary
 
 log = logging.getLogger("thumbcache")
-EXIT_OK = 0
-EXIT_JOB_COULD_NOT_RUN = 1
-EXIT_USAGE = 2
+# Exit codes (documented in README.md): a script can tell a clean run from one with failures.
+EXIT_OK = 0  # done, and no image failed
+EXIT_JOB_COULD_NOT_RUN = 1  # the job could not start, or ended failed (its reason is shown)
+EXIT_USAGE = 2  # bad command line or configuration
+EXIT_IMAGES_FAILED = 3  # the job is done, but some images failed (`thumbcache status JOB`)
 EXIT_INTERRUPTED = 130
+RUN_LOG = "thumbcache.log"  # under the data dir: what `run` logs, off its progress bar
 # Operations commands, one module each under thumbcache_control/commands, each with
 # ``register(subparsers)`` adding its parser and handler ``(args, settings) -> exit code``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -46,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``thumbcache`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging("INFO" if args.command in ("worker", "serve") else "WARNING")
     try:
         settings = _settings(args)
+        _setup_logging(args.command, settings)
         return int(args.handler(args, settings))
     except ConfigError as exc:
         print(f"thumbcache: configuration error: {exc}", file=sys.stderr)
@@ -59,9 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nthumbcache: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ThumbcacheError, FileNotFoundError, LookupError) as exc:
+    except (ThumbcacheError, OSError, LookupError) as exc:
         print(f"thumbcache: {exc}", file=sys.stderr)
         return EXIT_JOB_COULD_NOT_RUN
+
+
+def _setup_logging(command: str, settings: Settings) -> None:
+    if command == "run":  # the terminal shows progress and the summary; details go to the log
+        setup_logging("INFO", log_file=run_log_path(settings))
+    else:
+        setup_logging("INFO" if command in ("worker", "serve") else "WARNING")
+
+
+def run_log_path(settings: Settings) -> Path:
+    """Where ``thumbcache run`` writes its log."""
+    return Path(settings.data_dir).expanduser() / RUN_LOG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +158,10 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_JOB_COULD_NOT_RUN
     job = run_job(settings, args.source, force=args.force, progress=progress_stream())
     _print_summary(job, as_json=args.json)
+    if job_summary(job)["failed"]:
+        if not args.json:
+            print(f"details: {run_log_path(settings)}")
+        return EXIT_IMAGES_FAILED
     return EXIT_OK
 
 

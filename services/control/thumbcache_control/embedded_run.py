@@ -90,6 +90,8 @@ def run_with(
         broker = make_broker(settings)
         rt = Runtime(settings, store, broker)
         declare_all_stages(broker, rt)
+        # A worker process emits this at boot; it starts Dramatiq's time-limit timer.
+        broker.emit_after("process_boot")
         job = starter(rt)
         if on_job is not None:
             on_job(job)

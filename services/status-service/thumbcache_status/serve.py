@@ -63,6 +63,7 @@ def embedded_service(
         broker = make_broker(settings)
         rt = Runtime(settings, store, broker)
         declare_all_stages(broker, rt)
+        broker.emit_after("process_boot")  # as a worker process does: starts the time limits
         for job in store.jobs.find_unfinished():
             recount_job(rt, job["_id"])
             republish_open_work(rt, store.jobs.get(job["_id"]) or job)

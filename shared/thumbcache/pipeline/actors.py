@@ -74,7 +74,7 @@ def declare_render_actor(
         queue_name=QUEUE_OF_STAGE[stage],
         broker=broker,
         max_retries=max_retries,
-        time_limit=rt.settings.worker.render_time_limit_seconds * 1000,
+        time_limit=rt.settings.worker.render_actor_time_limit_seconds * 1000,
     )
     actor = declare(render)
     broker.declare_queue(queue_for(stage, BACKFILL))  # the same actor serves both lanes

@@ -13,15 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dramatiq.middleware import TimeLimitExceeded
+
 from thumbcache.contracts import RenderRequest
 from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.faults import fault_point
-from thumbcache.imaging import ENGINE_VERSION, RenderSpec, render
+from thumbcache.imaging import ENGINE_VERSION
 from thumbcache.pipeline.isolation import render_slot
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
-from thumbcache.sources.reader import read_source
-from thumbcache.sources.refs import parse_ref
+from thumbcache.sandbox.protocol import RenderTask
 from thumbcache.state.model import (
     DONE,
     FAILED,
@@ -73,6 +74,10 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
         log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
         complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
         return FAILED
+    except TimeLimitExceeded:
+        # Dramatiq's backstop (the database hung, not the render): give the attempt back.
+        _release_quietly(rt, stage, request, error_doc("TimeLimitExceeded", "message too slow"))
+        raise
     except Exception as exc:
         error = error_doc(getattr(exc, "error_class", type(exc).__name__), str(exc))
         if last_try:
@@ -112,10 +117,10 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     if current and not request.force:
         return Outcome(SKIPPED)
     started = time.perf_counter()
-    data, fingerprint = read_source(collection["root"], parse_ref(request.source), settings.limits)
-    spec = RenderSpec.from_settings(rendition, thumbnail=stage == "thumbnail")
-    rendered = render(data, spec, settings.limits)
-    del data
+    task = RenderTask(
+        collection["root"], request.source, rendition, settings.limits, stage == "thumbnail"
+    )
+    rendered = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
     fault_point("after_rename", request.source)
     render_ms = round((time.perf_counter() - started) * 1000)
@@ -133,7 +138,7 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
         "quality": rendered.quality,
         "source_quality": rendered.source_quality,
         "recipe": recipe,
-        "fingerprint": fingerprint.to_doc(),
+        "fingerprint": rendered.fingerprint,
         "job_id": request.job_id,
         "replaced": replaced,
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 import dramatiq
 
+from thumbcache.sandbox.pool import RenderPool, shared_pool
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
 
@@ -40,6 +41,11 @@ class Runtime:
         if doc.get("folder_id") is not None:
             self._collections[collection_id] = (now, doc)
         return doc
+
+    @property
+    def render_pool(self) -> RenderPool:
+        """The process-wide render processes (a memory ceiling each, from the settings)."""
+        return shared_pool(self.settings.worker.render_memory_mb)
 
     def folder_path(self, folder_id: str) -> str:
         """A cache folder's path, cached."""

@@ -108,10 +108,27 @@ def _open_beneath(real_root: str, path: str) -> int:
 def read_source(root: str, ref: SourceRef, limits: LimitSettings) -> tuple[bytes, Fingerprint]:
     """Read a whole source into memory (bounded by the byte limit) with its fingerprint."""
     with open_source(root, ref, limits) as (fh, fingerprint):
-        data = fh.read(limits.max_file_bytes + 1)
+        data = read_bounded(fh, limits.max_file_bytes + 1)
     if len(data) > limits.max_file_bytes:
         raise ImageTooLarge(f"over the limit of {limits.max_file_bytes} bytes")
     return data, fingerprint
+
+
+READ_CHUNK_BYTES = 1 << 20
+
+
+def read_bounded(fh: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes, read in chunks: ``read(limit)`` would reserve ``limit`` bytes up
+    front (512 MB of address space for every image, which a render process's ceiling counts)."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = fh.read(min(remaining, READ_CHUNK_BYTES))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 def _entry_info(zf: zipfile.ZipFile, name: str, limits: LimitSettings) -> zipfile.ZipInfo:

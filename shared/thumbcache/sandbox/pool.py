@@ -1,0 +1,216 @@
+"""The worker's side: a pool of render processes, each used by one thread at a time.
+
+A render gets a process (an idle one, or a new one), sends it the task and waits for the answer
+until the wall-clock limit. Past the limit the process is killed (that really stops a decoder
+stuck in C code) and the render fails as ``RenderTimeout``; a process that dies mid-render
+(a decoder crash) fails that one render as ``RenderCrashed``. Either way the process is
+replaced on the next render; the worker itself, its other renders and its messages go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from thumbcache import errors
+from thumbcache.errors import RenderCrashed, RenderProcessUnavailable, RenderTimeout
+from thumbcache.sandbox.protocol import (
+    ProtocolError,
+    RenderResult,
+    RenderTask,
+    read_frame,
+    result_from_json,
+    write_frame,
+)
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_SECONDS = 60.0
+
+
+class ChildError(Exception):
+    """An unexpected error inside a render process (a bug, not the image): retried like any."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+
+
+class RenderProcess:
+    """One child process serving render tasks one at a time."""
+
+    def __init__(self, memory_mb: int) -> None:
+        cmd = [sys.executable, "-m", "thumbcache.sandbox.child",
+               "--parent", str(os.getpid()), "--memory-mb", str(memory_mb)]  # fmt: skip
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise RenderProcessUnavailable(f"cannot start a render process: {exc}") from None
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in = self._proc.stdin.fileno()
+        self._out = self._proc.stdout.fileno()
+        try:
+            self._read(time.monotonic() + START_TIMEOUT_SECONDS)
+        except (ProtocolError, TimeoutError) as exc:
+            self.kill()
+            raise RenderProcessUnavailable(f"a render process did not start: {exc}") from None
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._proc.pid
+
+    def run(self, task: RenderTask, time_limit: float) -> RenderResult:
+        """Render ``task``; raise the task's own error, RenderTimeout or RenderCrashed."""
+        started = time.monotonic()
+        try:
+            write_frame(self._in, task.to_json())
+            doc, payload = self._read(started + time_limit)
+        except TimeoutError:
+            self.kill()
+            raise RenderTimeout(
+                f"rendering was stopped after {time.monotonic() - started:.1f} s, over the "
+                f"limit of {time_limit:g} s (worker.render_time_limit_seconds)"
+            ) from None
+        except (ProtocolError, BrokenPipeError) as exc:
+            raise RenderCrashed(f"the render process {self._death()} ({exc})") from None
+        diagnostics = [str(d) for d in doc.get("diagnostics", [])]
+        if diagnostics:
+            log.warning("%s: the decoder reported: %s", task.source, " | ".join(diagnostics))
+        if not doc.get("ok"):
+            raise _rebuild(doc)
+        return result_from_json(doc, payload)
+
+    def kill(self) -> None:
+        """Stop the process now and reap it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Let the process end by closing its input (it exits at end of input)."""
+        self._close_pipes()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self._proc.poll() is None
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+    def _death(self) -> str:
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "stopped answering"
+        finally:
+            self._close_pipes()
+        if code < 0:
+            return f"died of {signal.Signals(-code).name} while rendering"
+        return f"exited with status {code} while rendering"
+
+    def _read(self, deadline: float) -> tuple[dict[str, Any], bytes]:
+        return read_frame(lambda size: self._read_exactly(size, deadline))
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        chunks = []
+        poller = select.poll()
+        poller.register(self._out, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                raise TimeoutError("no answer in time")
+            chunk = os.read(self._out, min(size, 1 << 20))
+            if not chunk:
+                raise ProtocolError("the render process closed its pipe")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+
+def _rebuild(doc: dict[str, Any]) -> Exception:
+    """The child's error as the class it named, when that is one of thumbcache's own."""
+    name = str(doc.get("error_class", "Exception"))
+    message = str(doc.get("message", ""))
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.ThumbcacheError):
+        return cls(message)
+    if doc.get("traceback"):
+        log.error("render process error %s: %s\n%s", name, message, doc["traceback"])
+    return ChildError(name, message)
+
+
+class RenderPool:
+    """Render processes shared by a worker's threads: one process per render in flight."""
+
+    def __init__(self, memory_mb: int = 0) -> None:
+        self.memory_mb = memory_mb
+        self._idle: list[RenderProcess] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def render(self, task: RenderTask, time_limit: float) -> RenderResult:
+        """Render ``task`` in a process of the pool, within ``time_limit`` seconds."""
+        process = self._acquire()
+        try:
+            result = process.run(task, time_limit)
+        except (RenderTimeout, RenderCrashed):
+            process.kill()
+            raise
+        except BaseException:
+            self._release(process)  # the task's own error: the process is fine
+            raise
+        self._release(process)
+        return result
+
+    def close(self) -> None:
+        """End every idle process (renders in flight end theirs when they return)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for process in idle:
+            process.close()
+
+    def _acquire(self) -> RenderProcess:
+        with self._lock:
+            while self._idle:
+                process = self._idle.pop()
+                if process.alive:
+                    return process
+                process.kill()
+        return RenderProcess(self.memory_mb)
+
+    def _release(self, process: RenderProcess) -> None:
+        with self._lock:
+            if not self._closed and process.alive:
+                self._idle.append(process)
+                return
+        process.close()
+
+
+_POOLS: dict[int, RenderPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(memory_mb: int) -> RenderPool:
+    """The process-wide pool for a memory ceiling (processes are kept between jobs)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(memory_mb)
+        if pool is None:
+            pool = _POOLS[memory_mb] = RenderPool(memory_mb)
+        return pool

@@ -1,0 +1,137 @@
+"""The messages between a worker and its render processes: JSON headers plus raw bytes.
+
+No pickle crosses the boundary: a child decodes hostile input, and whatever it sends back is
+parsed as data only. A frame is an 8-byte header (JSON length, payload length) followed by the
+JSON object and the payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from thumbcache.settings import LimitSettings, RenditionSettings
+
+_HEADER = struct.Struct("!II")
+MAX_JSON_BYTES = 1 << 20
+MAX_PAYLOAD_BYTES = 256 << 20
+
+
+class ProtocolError(Exception):
+    """A frame could not be read: the other side died or sent something malformed."""
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """What a child renders: one source of a collection to one rendition."""
+
+    root: str
+    source: str
+    rendition: RenditionSettings
+    limits: LimitSettings
+    thumbnail: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form sent to the child."""
+        return {
+            "root": self.root,
+            "source": self.source,
+            "rendition": dataclasses.asdict(self.rendition),
+            "limits": dataclasses.asdict(self.limits),
+            "thumbnail": self.thumbnail,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RenderTask:
+        """Parse the JSON form (child side)."""
+        return cls(
+            root=str(doc["root"]),
+            source=str(doc["source"]),
+            rendition=RenditionSettings(**doc["rendition"]),
+            limits=LimitSettings(**doc["limits"]),
+            thumbnail=bool(doc["thumbnail"]),
+        )
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """An encoded rendition and its facts, as the worker records them."""
+
+    data: bytes
+    width: int
+    height: int
+    format: str
+    quality: int
+    source_quality: int | None
+    fingerprint: dict[str, Any]
+    decode_scale: int = 1
+    source_format: str | None = None
+    diagnostics: list[str] = field(default_factory=list)  # decoder warnings, stderr lines
+
+    @property
+    def bytes(self) -> int:
+        """Size of the encoded file."""
+        return len(self.data)
+
+
+RESULT_FIELDS = ("width", "height", "format", "quality", "source_quality", "fingerprint",
+                 "decode_scale", "source_format", "diagnostics")  # fmt: skip
+
+
+def result_from_json(doc: dict[str, Any], data: bytes) -> RenderResult:
+    """A result from the child's JSON header and payload, checking the types it relies on."""
+    try:
+        result = RenderResult(data=data, **{k: doc[k] for k in RESULT_FIELDS if k in doc})
+        ints = (result.width, result.height, result.quality, result.decode_scale)
+        if not all(isinstance(v, int) and v >= 0 for v in ints):
+            raise TypeError("sizes and quality must be non-negative integers")
+        if not isinstance(result.fingerprint, dict) or not isinstance(result.diagnostics, list):
+            raise TypeError("fingerprint must be an object, diagnostics a list")
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed render result: {exc}") from None
+    return result
+
+
+def write_frame(fd: int, doc: dict[str, Any], payload: bytes = b"") -> None:
+    """Send one frame on a pipe."""
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    _write_all(fd, _HEADER.pack(len(header), len(payload)) + header)
+    if payload:
+        _write_all(fd, payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_frame(read_exactly: Callable[[int], bytes]) -> tuple[dict[str, Any], bytes]:
+    """Read one frame with ``read_exactly(n)``; ProtocolError on EOF or a malformed frame."""
+    json_len, payload_len = _HEADER.unpack(read_exactly(_HEADER.size))
+    if json_len > MAX_JSON_BYTES or payload_len > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"frame too large ({json_len} + {payload_len} bytes)")
+    try:
+        doc = json.loads(read_exactly(json_len))
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return doc, read_exactly(payload_len)
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``; ProtocolError if it closes first."""
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise ProtocolError("the render process closed its pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)

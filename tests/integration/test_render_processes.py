@@ -1,0 +1,167 @@
+"""Renders run in child processes: a time limit that really stops C code, a memory ceiling, a
+decoder crash that fails one image, and decoder chatter kept off the terminal."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from thumbcache.errors import ImageTooLarge, RenderCrashed, RenderTimeout
+from thumbcache.sandbox.pool import RenderPool
+from thumbcache.sandbox.protocol import RenderTask
+from thumbcache.settings import LimitSettings, RenditionSettings
+
+from tests.imagegen import jpeg_bytes
+
+THUMB = RenditionSettings(300, 300)
+
+
+def task(root: Path, source: str, limits: LimitSettings | None = None) -> RenderTask:
+    return RenderTask(str(root), source, THUMB, limits or LimitSettings(), thumbnail=True)
+
+
+def big_png(path: Path, side: int, mode: str = "RGB") -> None:
+    """A large, well-compressed PNG: quick to write, slow and big to decode."""
+    y, x = np.mgrid[0:side, 0:side]
+    channels = 4 if mode == "RGBA" else 3
+    px = np.stack([(x + y * k) % 256 for k in range(1, channels + 1)], axis=-1).astype(np.uint8)
+    Image.fromarray(px, mode).save(path, compress_level=1)
+
+
+@pytest.fixture
+def pool():
+    pool = RenderPool(memory_mb=512)
+    yield pool
+    pool.close()
+
+
+def test_a_render_process_returns_the_rendition_and_the_source_fingerprint(tmp_path, pool):
+    # Given a JPEG in a collection
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
+    # When a render process renders its thumbnail
+    result = pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+    # Then the rendition fits the box, decodes, and carries the file's fingerprint
+    assert (result.width, result.height) == (300, 225)
+    with Image.open(io.BytesIO(result.data)) as im:
+        assert im.size == (300, 225)
+    st = os.stat(tmp_path / "a.jpg")
+    assert result.fingerprint == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "crc": None}
+
+
+def test_a_render_over_its_limit_is_stopped_in_c_code_and_the_process_replaced(tmp_path, pool):
+    # Given a 36 MP PNG (a decode of well over a second) and a process that has rendered once
+    big_png(tmp_path / "big.png", 6000)
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(640, 480))
+    pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+    (first,) = pool._idle
+    # When the big image must render within 0.05 s
+    started = time.monotonic()
+    with pytest.raises(RenderTimeout, match=r"stopped after 0\.\d s, over the limit of 0\.05 s"):
+        pool.render(task(tmp_path, "big.png"), time_limit=0.05)
+    # Then the render stopped at once (the decoder was killed, not waited for)...
+    assert time.monotonic() - started < 1.0
+    assert not first.alive
+    # ...and the next render gets a new process and succeeds
+    result = pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+    assert result.width == 300
+    (second,) = pool._idle
+    assert second.pid != first.pid
+
+
+def test_a_process_killed_mid_render_fails_that_render_as_crashed(tmp_path, monkeypatch):
+    # Given render processes that spend 5 s in every render of "slow" sources
+    monkeypatch.setenv("THUMBCACHE_FAULTS", "in_render_process=sleep:5@slow")
+    (tmp_path / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(640, 480))
+    pool = RenderPool(memory_mb=512)
+    pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+    (process,) = pool._idle
+    errors: list[BaseException] = []
+
+    def render_slow() -> None:
+        try:
+            pool.render(task(tmp_path, "slow.jpg"), time_limit=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=render_slow)
+    thread.start()
+    time.sleep(0.5)
+    # When its process dies mid-render (as a segfaulting decoder would)
+    os.kill(process.pid, signal.SIGSEGV)
+    thread.join(30)
+    # Then that render fails as RenderCrashed naming the signal, and the pool goes on
+    (error,) = errors
+    assert isinstance(error, RenderCrashed)
+    assert "SIGSEGV" in str(error)
+    assert pool.render(task(tmp_path, "a.jpg"), time_limit=30).width == 300
+    pool.close()
+
+
+def test_a_decode_over_the_memory_ceiling_fails_as_too_large_not_the_host(tmp_path):
+    # Given a render process allowed 48 MB and a 4000x4000 RGBA PNG (64 MB of pixels)
+    big_png(tmp_path / "wide.png", 4000, "RGBA")
+    small = RenderPool(memory_mb=48)
+    try:
+        # When it renders
+        with pytest.raises(ImageTooLarge):
+            small.render(task(tmp_path, "wide.png"), time_limit=60)
+        # Then it failed as too large; the same process renders the next image
+        (tmp_path / "a.jpg").write_bytes(jpeg_bytes(640, 480))
+        assert small.render(task(tmp_path, "a.jpg"), time_limit=30).width == 300
+    finally:
+        small.close()
+
+
+def corrupt_exif_jpeg() -> bytes:
+    """A JPEG whose EXIF names a description of 1000 bytes it does not hold."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHII", 0x010E, 2, 1000, 0x1000) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    data = jpeg_bytes(640, 480)
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+
+
+def test_decoder_warnings_go_to_the_log_with_their_source(tmp_path, pool, caplog, capfd):
+    # Given a JPEG whose EXIF block is damaged (Pillow warns while reading it)
+    (tmp_path / "bad-exif.jpg").write_bytes(corrupt_exif_jpeg())
+    # When it renders
+    with caplog.at_level(logging.WARNING, logger="thumbcache.sandbox.pool"):
+        result = pool.render(task(tmp_path, "bad-exif.jpg"), time_limit=30)
+    # Then it rendered, the warning is in the log naming the source, and nothing reached stderr
+    assert result.width == 300
+    assert any("Skipping tag 270" in d for d in result.diagnostics), result.diagnostics
+    (record,) = [r for r in caplog.records if "bad-exif.jpg" in r.getMessage()]
+    assert "Skipping tag 270" in record.getMessage()
+    assert capfd.readouterr().err == ""
+
+
+def test_what_a_decoder_writes_to_stderr_is_captured_per_render():
+    # Given the child's stderr capture, and C code (here: os.write) writing to file descriptor 2
+    script = (
+        "import os\n"
+        "from thumbcache.sandbox.child import _StderrCapture\n"
+        "capture = _StderrCapture()\n"
+        "os.write(2, b'libjpeg: Corrupt JPEG data\\n')\n"
+        "first = capture.take()\n"
+        "second = capture.take()\n"
+        "os.write(2, b'later\\n')\n"
+        "print(first, second, capture.take(), flush=True)\n"
+    )
+    # When it runs
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    # Then each take() returns what was written since the last one, and the terminal saw nothing
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['libjpeg: Corrupt JPEG data'] [] ['later']"
+    assert result.stderr == ""
