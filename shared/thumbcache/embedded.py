@@ -1,94 +1,123 @@
-"""The embedded MongoDB-protocol server: SecantusDB run as a child process under the data dir.
+"""The embedded MongoDB-protocol server of a data dir, shared by every process that uses it.
 
-SecantusDB is GPL-2.0, so it is only ever run as a separate program, never imported. Its life
-is tied to its parent's (``PR_SET_PDEATHSIG``): a parent killed with SIGKILL takes its server
-with it, so the storage lock is freed for the next run. A live server started by another
-thumbcache process on the same data dir is reused instead of fighting over the lock.
+Each user (a ``run``, a ``status``, a worker, the test fixtures) holds ``mongo-users.lock``
+shared for as long as it uses the server; the server itself is run by a supervisor process
+(:mod:`thumbcache.embedded_supervisor`) that stops it when the last user is gone, however that
+user ended. So two commands on one data dir share one server, and neither stops it under the
+other. No PID from a file is ever signalled on trust: a live server is recognised by the
+supervisor's lock (held by the kernel for a live process only) and a token read back from the
+server itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import fcntl
 import json
 import os
+import select
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+from thumbcache.embedded_supervisor import (
+    INSTANCE_DB,
+    START_TIMEOUT_S,
+    ServerFiles,
+    open_lock,
+    port_open,
+    server_command,
+    try_flock,
+)
 from thumbcache.errors import ConfigError, StateUnavailable
-
-PR_SET_PDEATHSIG = 1
-START_TIMEOUT_S = 30.0
 
 
 class EmbeddedMongo:
-    """Start (or reuse) the server whose storage lives in ``{data_dir}/mongo``."""
+    """A use of the server whose storage lives in ``{data_dir}/mongo`` (started if needed)."""
 
     def __init__(self, data_dir: str) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self.storage = self.data_dir / "mongo"
-        self.info_file = self.data_dir / "mongo-server.json"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.files = ServerFiles(self.data_dir)
         self.url = ""
+        self._users_fd: int | None = None
 
     def start(self) -> str:
-        """Return the URL of a live server for this data dir, starting one if needed."""
+        """Become a user of this data dir's server and return its URL, starting it if needed."""
+        _check_installed()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        live = self._live_server()
-        if live:
-            self.url = live
-            return live
-        deadline = time.monotonic() + START_TIMEOUT_S
-        last_error = ""
-        while time.monotonic() < deadline:
-            port = _free_port()
-            self.process = _spawn(self.storage, port, self.data_dir / "mongo.log")
-            if _wait_for_port(port, self.process, deadline):
-                self.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-                info = {"pid": self.process.pid, "port": port, "owner": os.getpid()}
-                self.info_file.write_text(json.dumps(info))
-                return self.url
-            last_error = _tail(self.data_dir / "mongo.log")
-            # A server of a parent that just died may still hold the storage lock: retry.
-            live = self._live_server()
-            if live:
-                self.url = live
-                return live
-            time.sleep(0.3)
-        raise StateUnavailable(f"the embedded database did not start: {last_error}")
+        if self._users_fd is None:
+            fd = open_lock(self.files.users_lock)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a supervisor is stopping its server
+            self._users_fd = fd
+        try:
+            self.url = self._live_or_new()
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
 
     def stop(self) -> None:
-        """Stop the server if this object started it."""
-        if self.process is None:
-            return
-        self.process.terminate()
+        """Stop using the server; the supervisor stops it once nobody else uses it."""
+        if self._users_fd is not None:
+            os.close(self._users_fd)
+            self._users_fd = None
+
+    def _live_or_new(self) -> str:
+        start_fd = open_lock(self.files.start_lock)
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(FileNotFoundError):
-            self.info_file.unlink()
-        self.process = None
+            fcntl.flock(start_fd, fcntl.LOCK_EX)  # one process at a time decides and starts
+            url = self._live_server()
+            if url:
+                return url
+            _retire_old_server(self.files)
+            return self._spawn_supervisor()
+        finally:
+            os.close(start_fd)
 
     def _live_server(self) -> str:
-        """The URL of a server whose owner is alive; an orphaned one is retired first."""
+        """The URL of the live server of this data dir, verified, or ''."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:  # a supervisor may still be starting its server
+            if not self._supervisor_alive():
+                return ""
+            info = _read_info(self.files.info)
+            if info is not None and port_open(info[0]):
+                url = _url(info[0])
+                if _token_of(url) == info[1]:
+                    return url
+            time.sleep(0.1)
+        raise StateUnavailable(f"the embedded database of {self.data_dir} does not answer")
+
+    def _supervisor_alive(self) -> bool:
+        """True while a supervisor holds the server lock (the kernel drops it when it ends)."""
+        probe = open_lock(self.files.server_lock)
         try:
-            info = json.loads(self.info_file.read_text())
-            pid, port, owner = int(info["pid"]), int(info["port"]), int(info["owner"])
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return ""
-        if not _pid_alive(pid):
-            return ""
-        if _pid_alive(owner) and _port_open(port):
-            return f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        _retire(pid)  # its owner died: it is shutting down (death signal) or was left behind
-        return ""
+            return not try_flock(probe, fcntl.LOCK_SH)
+        finally:
+            os.close(probe)
+
+    def _spawn_supervisor(self) -> str:
+        with open(self.files.log, "ab") as log:
+            command = [sys.executable, "-m", "thumbcache.embedded_supervisor", "--data-dir"]
+            supervisor = subprocess.Popen(
+                [*command, str(self.data_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,  # no terminal signal reaches it: it outlives its starter
+            )
+        assert supervisor.stdout is not None
+        line = _read_line(supervisor.stdout.fileno(), time.monotonic() + START_TIMEOUT_S + 5)
+        supervisor.stdout.close()
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "ready":
+            return _url(int(parts[1]))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            supervisor.wait(timeout=1)
+        raise StateUnavailable(f"the embedded database did not start: {_tail(self.files.log)}")
 
 
 @contextlib.contextmanager
@@ -106,105 +135,88 @@ _KEEP: list[EmbeddedMongo] = []
 
 
 def shared_embedded_url(data_dir: str) -> str:
-    """A server for this data dir kept for the life of this process (workers, CLI reads)."""
+    """A server for this data dir, used for the life of this process (workers, CLI reads)."""
     server = EmbeddedMongo(data_dir)
     url = server.start()
     _KEEP.append(server)
     return url
 
 
-def _spawn(storage: Path, port: int, log_file: Path) -> subprocess.Popen[bytes]:
-    try:
-        import importlib.util
+def _check_installed() -> None:
+    import importlib.util
 
-        if importlib.util.find_spec("secantus") is None:
-            raise ImportError
-    except ImportError:
+    if importlib.util.find_spec("secantus") is None:
         raise ConfigError(
             "no MongoDB URL is configured and the embedded server is not installed: "
             "pip install 'thumbcache[embedded]' or set THUMBCACHE_MONGO_URL"
-        ) from None
-    storage.mkdir(parents=True, exist_ok=True)
-    log = open(log_file, "ab")  # noqa: SIM115 - handed to the child, closed with it
-    cmd = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-           "--storage-path", str(storage), "--log-level", "WARNING"]  # fmt: skip
-    return subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_death_signal_setter(os.getpid()),  # noqa: PLW1509 - sets the death signal
-    )
+        )
 
 
-def _death_signal_setter(parent: int) -> Callable[[], None]:
-    """A pre-exec hook: the child gets SIGKILL when ``parent`` dies, even if it already has.
-
-    SIGKILL, not SIGTERM: the server's storage survives it, and its SIGTERM handler deadlocks
-    when a second signal arrives during shutdown (seen with SecantusDB 0.7).
-    """
-
-    def set_death_signal() -> None:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            return  # not Linux: the server outlives a killed parent; the next start retires it
-        if os.getppid() != parent:  # the parent died between fork and prctl
-            os._exit(1)
-
-    return set_death_signal
+def _url(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
+def _read_info(path: Path) -> tuple[int, str] | None:
+    """The (port, token) a supervisor published, or None."""
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        info = json.loads(path.read_text())
+        return int(info["port"]), str(info["token"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _token_of(url: str) -> str | None:
+    """The token the supervisor wrote into the server at ``url`` (None: not ours)."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=2000)
+    try:
+        doc = client[INSTANCE_DB]["instance"].find_one({"_id": "instance"})
+    except PyMongoError:
+        return None
+    finally:
+        client.close()
+    return str(doc["token"]) if doc else None
+
+
+def _read_line(fd: int, deadline: float) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 256)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _retire_old_server(files: ServerFiles) -> None:
+    """Stop a server that an earlier thumbcache (before supervisors) left on this storage.
+
+    Its PID comes from a file, so it is signalled only if its command line is exactly the
+    server command for this storage: never a stranger that reused the PID.
+    """
+    try:
+        info = json.loads(files.info.read_text())
+        pid, port = int(info["pid"]), int(info["port"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
     except OSError:
-        return False
-    return True
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if _port_open(port):
-            return True
-        time.sleep(0.05)
-    process.kill()
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes (its lock is gone)
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _retire(pid: int, timeout_s: float = 30.0) -> None:
-    """End an orphaned server (its owner is gone) and wait until its storage lock is free.
-
-    SIGKILL is safe (the storage survives it) and avoids the server's fragile SIGTERM path.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout_s
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        argv = []
+    if argv[1:] == server_command(files.storage, port)[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with contextlib.suppress(FileNotFoundError):
+        files.info.unlink()
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -89,7 +89,8 @@ def test_serve_processes_a_submitted_folder_and_stops_on_sigterm(
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        assert not (data_dir / "mongo-server.json").exists()  # the database server was stopped
+        # its database server stops once its last user is gone (asynchronously, by its supervisor)
+        wait_for(lambda: not (data_dir / "mongo-server.json").exists(), 30, "the server to stop")
     finally:
         if proc.poll() is None:
             proc.kill()
