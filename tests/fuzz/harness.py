@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +78,14 @@ def _take(rt: Runtime, queue: str) -> list[dramatiq.Message[Any]]:
     """Remove and return every message waiting in a stub-broker queue (and its delay queue)."""
     out = []
     for name in (queue, f"{queue}.DQ"):
-        q = rt.broker.queues.get(name)  # type: ignore[attr-defined]
+        q = rt.broker.queues.get(name)
         while q is not None and not q.empty():
             out.append(dramatiq.Message.decode(q.get_nowait()))
     return out
 
 
 def _render_queues(rt: Runtime) -> list[str]:
-    names = rt.broker.queues  # type: ignore[attr-defined]
+    names = rt.broker.queues
     return [q for q in names if not q.endswith((".DQ", ".XQ")) and not q.startswith("scan")]
 
 
@@ -100,7 +101,7 @@ def run_collection(rt: Runtime, root: Path) -> Run:
                 run,
                 f"scan of {root.name}",
                 None,
-                lambda m=message: scan_step(rt, ScanRequest.from_dict(m.args[0])),
+                partial(scan_step, rt, ScanRequest.from_dict(message.args[0])),
             )
         except Exception as exc:
             run.findings.append(
@@ -121,7 +122,7 @@ def run_collection(rt: Runtime, root: Path) -> Run:
                     run,
                     label,
                     request.source,
-                    lambda s=stage, r=request: render_step(rt, s, r, last_try=False),
+                    partial(render_step, rt, stage, request, last_try=False),
                 )
             except Exception as exc:
                 run.findings.append(

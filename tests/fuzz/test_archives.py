@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import error_of, fresh_root, outcome_problems, run_collection
+from tests.fuzz.harness import Run, error_of, fresh_root, outcome_problems, run_collection
 from tests.fuzz.seeds import seed_images
 from tests.fuzz.zips import Entry, build_zip
 from tests.pipeline_helpers import make_runtime
@@ -94,9 +94,9 @@ def _readable(data: bytes) -> bool:
     return True
 
 
-def check(run, built: list[Entry], data: bytes) -> list[str]:
+def check(run: Run, built: list[Entry], data: bytes) -> list[str]:
     """The invariants of one example."""
-    problems = run.findings + outcome_problems(run)
+    problems = [*run.findings, *outcome_problems(run)]
     items = run.by_source()
     control = items.get("photo.jpg")
     if control is None or control["outcome"] != "completed":

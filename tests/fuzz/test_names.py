@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import error_of, fresh_root, outcome_problems, run_collection
+from tests.fuzz.harness import Run, error_of, fresh_root, outcome_problems, run_collection
 from tests.fuzz.names import IMAGE_SUFFIXES, file_names, is_plain
 from tests.fuzz.seeds import seed_images
 from tests.pipeline_helpers import make_runtime
@@ -61,7 +61,7 @@ def write_layout(root: Path, layout: list[tuple[bytes | None, bytes]]) -> list[b
     return written
 
 
-def check(run, written: list[bytes]) -> list[str]:
+def check(run: Run, written: list[bytes]) -> list[str]:
     """The invariants of one example."""
     problems = run.findings + outcome_problems(run)
     items = run.by_source()

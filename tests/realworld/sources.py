@@ -85,7 +85,9 @@ def pngsuite_module(member_name: str) -> Callable[[tarfile.TarFile, Path], int]:
             if not any(isinstance(t, ast.Name) and t.id == "png" for t in node.targets):
                 continue
             for key, value in zip(node.value.keys, node.value.values, strict=True):
-                if not (isinstance(key, ast.Constant) and isinstance(value, ast.Call)):
+                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                    continue
+                if not isinstance(value, ast.Call):
                     continue
                 (argument,) = value.args
                 assert isinstance(argument, ast.Constant) and isinstance(argument.value, bytes)

@@ -141,7 +141,7 @@ def misoriented(reference: Reference, line: Mapping[str, Any]) -> bool:
         return False
     if max(w, h) < CLEARLY_NOT_SQUARE * min(w, h):
         return False
-    return (w > h) != (cache["width"] > cache["height"])
+    return (w > h) != bool(cache["width"] > cache["height"])
 
 
 def _shown(reference: Reference) -> str:
