@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -138,10 +139,41 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "thumbcache" / "corpus"
 
 
+# Real files also live inside comic archives: every SAMPLE_EVERY-th corpus file is packed
+# again, under its corpus path, into one CBZ (the entries are judged like the files).
+SAMPLE_ARCHIVE = "archives/sample.cbz"
+SAMPLE_EVERY = 8
+LAYOUT = 2  # part of the corpus id: bump when materialise lays the corpus out differently
+
+
 def corpus_id(packages: tuple[Package, ...] = PACKAGES) -> str:
     """A short name for this exact set of pinned files (a new pin makes a new corpus folder)."""
     pins = "\n".join(f"{p.filename} {p.sha256} {p.into}" for p in packages)
-    return hashlib.sha256(pins.encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{LAYOUT}\n{pins}".encode()).hexdigest()[:12]
+
+
+def archived(paths: list[str]) -> list[str]:
+    """The corpus files packed into the sample archive (a fixed choice, sorted)."""
+    files = sorted(p for p in paths if not p.startswith("archives/"))
+    return files[::SAMPLE_EVERY]
+
+
+def entry_source(path: str) -> str:
+    """The source reference of a corpus file's copy inside the sample archive."""
+    return f"{SAMPLE_ARCHIVE}#{path}"
+
+
+def write_sample_archive(root: Path) -> int:
+    """Pack the chosen files into ``root/archives/sample.cbz`` (fixed dates: same bytes)."""
+    chosen = archived(corpus_files(root))
+    target = root / SAMPLE_ARCHIVE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in chosen:
+            info = zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, (root / path).read_bytes())
+    return len(chosen)
 
 
 def sha256_of(path: Path) -> str:
@@ -180,7 +212,7 @@ def materialise(packages: tuple[Package, ...] = PACKAGES, base: Path | None = No
     done = base / f"corpus-{corpus_id(packages)}.complete"
     if done.is_file() and root.is_dir():
         return root
-    shutil.rmtree(root, ignore_errors=True)
+    _remove_stale(base)
     building = base / f"corpus-{corpus_id(packages)}.partial"
     shutil.rmtree(building, ignore_errors=True)
     for package in packages:
@@ -188,9 +220,22 @@ def materialise(packages: tuple[Package, ...] = PACKAGES, base: Path | None = No
         with tarfile.open(sdist) as tar:
             if package.extract(tar, building / package.into) == 0:
                 raise CorpusUnavailable(f"{package.filename} held no corpus files")
+    write_sample_archive(building)
     building.rename(root)
     done.write_text("\n".join(f"{p.filename} {p.sha256}" for p in packages) + "\n")
     return root
+
+
+def _remove_stale(base: Path) -> None:
+    """Older corpus folders and reference caches (another pin or layout): 80 MB each."""
+    if not base.is_dir():
+        return
+    for stale in base.iterdir():
+        if stale.name.startswith(("corpus-", "reference-")):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def corpus_files(root: Path) -> list[str]:

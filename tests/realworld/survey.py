@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ def survey(data_dir: Path, timeout: float = RUN_TIMEOUT_SECONDS) -> Survey:
     timings["fetch"] = time.monotonic() - started
     started = time.monotonic()
     references = reference.classify(root, paths, cache=sources.cache_dir())
+    references.update(_entries(references))
     timings["reference"] = time.monotonic() - started
     result = run_corpus(root, data_dir, timeout)
     timings["run"] = result.seconds
@@ -63,7 +65,17 @@ def _looks_different(
         known = references.get(source)
         if line.get("thumbnail") is None or known is None or not known.loads:
             continue
-        score = looks_wrong(root / source, Path(line["thumbnail"]["path"]))
+        original = source.removeprefix(sources.entry_source(""))  # an entry: its file
+        score = looks_wrong(root / original, Path(line["thumbnail"]["path"]))
         if score is not None:
             out.append(f"{source}: differs by {score:.0f}/255 from the reference's view")
+    return out
+
+
+def _entries(references: dict[str, reference.Reference]) -> dict[str, reference.Reference]:
+    """The sample archive's entries, judged as the files they copy."""
+    out = {}
+    for path in sources.archived(list(references)):
+        source = sources.entry_source(path)
+        out[source] = dataclasses.replace(references[path], path=source)
     return out

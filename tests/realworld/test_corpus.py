@@ -1,13 +1,13 @@
 """Issue 10: a real-world corpus through ``thumbcache run``, as a user runs it.
 
 About 1,150 files that real decoders test themselves with (Pillow's ``Tests/images`` with its
-fuzzer crash and timeout files, pi-heif's HEIF/AVIF samples, PngSuite), fetched from PyPI at
-test time (see README.md here for versions, sha256 and licences). Given that corpus, when
-``thumbcache run CORPUS --json`` runs as a child process, then: the job ends; no file that the
-reference decoder opens, or whose extension names an image format, is missing from the
-collection; every failure has a class and a reason; nothing the reference decodes fully fails
-outside ``expectations.py``; and the renditions decode, fit their boxes and show the picture
-the reference shows. ``python -m tests.realworld.report`` prints the same figures.
+fuzzer crash and timeout files, pi-heif's HEIF/AVIF samples, PngSuite), every 8th of them again
+inside a CBZ, fetched from PyPI at test time (README.md here: versions, sha256, licences).
+Given that corpus, when ``thumbcache run CORPUS --json`` runs as a child process, then: the job
+ends; no file that the reference decoder opens, or whose extension names an image format, is
+missing from the collection; every failure has a class and a reason; nothing the reference
+decodes fully fails outside ``expectations.py``; and the renditions decode, fit their boxes and
+show the picture the reference shows. ``python -m tests.realworld.report`` prints the figures.
 """
 
 from __future__ import annotations
