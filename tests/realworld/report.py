@@ -39,7 +39,7 @@ def print_report(found: Survey, out: TextIO, *, show_all: bool = False) -> None:
     ended = f"exit {run.returncode}" if run.ended else "DID NOT END (stopped)"
     status = (run.job or {}).get("status")
     w(f"run:                   {ended}, job {status}, {run.seconds:.1f} s, ")
-    w(f"{run.stderr_lines} stderr lines\n")
+    w(f"{len(run.stderr)} stderr lines, {len(run.raw_stderr)} of them not log records\n")
     entries = sum(1 for j in f.judged if "#" in j.path)
     w(f"files in the corpus:   {f.files} ({f.files - entries} files, {entries} archive entries)\n")
     w(f"reference opens:       {f.reference_opens}\n")
@@ -64,6 +64,7 @@ def print_report(found: Survey, out: TextIO, *, show_all: bool = False) -> None:
     _section(out, "no outcome, by format", f.having(NO_OUTCOME), limit)
     for title, lines in (
         ("failures without a reason", f.unreasoned),
+        ("library noise on standard error (not log records)", sorted(set(run.raw_stderr))),
         ("bad renditions", found.rendition_problems),
         ("misoriented (portrait/landscape unlike the reference)", f.misoriented),
         ("thumbnails unlike the reference's picture", found.looks_different),

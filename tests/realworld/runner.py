@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from thumbcache.ids import collection_id_for
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
 INTERRUPT_GRACE_SECONDS = 30.0
 CLI = (sys.executable, "-m", "thumbcache_control.cli")
+# thumbcache.logs' format: "2026-12-02 05:54:46,405 WARNING 18344 thumbcache.x: message"
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \d+ \S+: ")
 
 
 @dataclass
@@ -33,10 +36,15 @@ class RunResult:
     returncode: int | None  # None: it did not end in time and was stopped
     seconds: float
     summary: dict[str, Any] | None  # the --json line, when it ended normally
-    stderr_lines: int
+    stderr: list[str]  # every line the run wrote to standard error
     collection_id: str
     job: dict[str, Any] | None = None  # `thumbcache status JOB --json`
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> image line
+
+    @property
+    def raw_stderr(self) -> list[str]:
+        """Standard-error lines that are not log records: library noise on the terminal."""
+        return [line for line in self.stderr if line.strip() and not LOG_RECORD.match(line)]
 
     @property
     def ended(self) -> bool:
@@ -88,7 +96,7 @@ def run_corpus(root: Path, data_dir: Path, timeout: float) -> RunResult:
     seconds = time.monotonic() - started
     summary = _last_json(stdout) if returncode is not None else None
     result = RunResult(
-        returncode, seconds, summary, len(stderr.splitlines()), collection_id_for(str(root))
+        returncode, seconds, summary, stderr.splitlines(), collection_id_for(str(root))
     )
     result.job = _job(data_dir, result.collection_id, summary)
     result.images = _images(data_dir, result.collection_id)

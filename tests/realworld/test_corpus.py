@@ -42,6 +42,22 @@ def test_the_job_ends_and_counts_every_recorded_image(corpus: Survey) -> None:
     assert run.job["total"] == settled == len(run.images), run.job
 
 
+def test_the_exit_code_says_whether_images_failed(corpus: Survey) -> None:
+    """A script must tell a clean run from one with failures (issue 10: 0 only when all is
+    well; the non-zero code is documented by the CLI)."""
+    run = corpus.run
+    assert run.ended and run.job is not None
+    if run.job["failed"]:
+        assert run.returncode != 0, f"{run.job['failed']} images failed, yet exit 0"
+    else:
+        assert run.returncode == 0
+
+
+def test_decoder_noise_goes_to_the_log_not_raw_to_the_terminal(corpus: Survey) -> None:
+    raw = corpus.run.raw_stderr
+    assert not raw, f"{len(raw)} raw lines on standard error, e.g. {sorted(set(raw))[:SHOWN]}"
+
+
 def test_no_file_is_dropped(corpus: Survey) -> None:
     dropped = corpus.figures.having(DROPPED)
     assert not dropped, (
