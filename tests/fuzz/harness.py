@@ -10,6 +10,7 @@ finding, and the walk goes on, so one run reports every trigger it met.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,9 @@ STEP_HANG_SECONDS = 30.0
 # One render must leave room in a render pod's 768 Mi limit (k8s/base/*-service.yaml) for the
 # worker process itself (~250 MiB): a step whose peak grows the process by more is a bomb.
 STEP_MEMORY_BUDGET_MIB = 512
+# Should a render run in a child process (render isolation), the child's peak counts instead:
+# it must fit the render pod's limit itself.
+CHILD_MEMORY_LIMIT_MIB = 768
 STAGE_OF_ACTOR = {actor: stage for stage, actor in ACTOR_OF_STAGE.items()}
 
 
@@ -72,6 +76,11 @@ def peak_growth() -> Iterator[Callable[[], int]]:
     growth = [0]
     yield lambda: growth[0]
     growth[0] = max(0, _status_kib("VmHWM") - before) // 1024
+
+
+def children_peak_mib() -> int:
+    """The largest peak resident memory of any child process that has ended (MiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
 
 
 def _take(rt: Runtime, queue: str) -> list[dramatiq.Message[Any]]:
@@ -169,6 +178,7 @@ def _in_thread(step: Callable[[], object], timeout: float) -> None:
 
 def _watched(run: Run, label: str, source: str | None, step: Callable[[], object]) -> None:
     started = time.monotonic()
+    children_before = children_peak_mib()
     with peak_growth() as growth:
         try:
             _in_thread(step, STEP_HANG_SECONDS)
@@ -187,6 +197,12 @@ def _watched(run: Run, label: str, source: str | None, step: Callable[[], object
     if growth() > STEP_MEMORY_BUDGET_MIB:
         run.findings.append(
             f"{label} grew the process by {growth()} MiB (budget {STEP_MEMORY_BUDGET_MIB} MiB)"
+        )
+    children = children_peak_mib()
+    if children > max(children_before, CHILD_MEMORY_LIMIT_MIB):
+        run.findings.append(
+            f"{label} ran a child process that peaked at {children} MiB "
+            f"(the render pod's limit is {CHILD_MEMORY_LIMIT_MIB} MiB)"
         )
 
 
