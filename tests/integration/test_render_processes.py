@@ -165,3 +165,18 @@ def test_what_a_decoder_writes_to_stderr_is_captured_per_render():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['libjpeg: Corrupt JPEG data'] [] ['later']"
     assert result.stderr == ""
+
+
+def test_a_render_process_outlives_the_thread_that_started_it(tmp_path, pool):
+    # Given a render process started by a thread that then ended (as Dramatiq's threads do)
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(640, 480))
+    thread = threading.Thread(target=pool.render, args=(task(tmp_path, "a.jpg"), 30))
+    thread.start()
+    thread.join()
+    (process,) = pool._idle
+    time.sleep(0.5)
+    # When another thread renders
+    result = pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+    # Then the same process served it: it was not killed with its first thread
+    assert result.width == 300
+    assert pool._idle == [process] and process.alive

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from thumbcache import errors
@@ -42,6 +44,47 @@ class ChildError(Exception):
         self.error_class = error_class
 
 
+class _Spawner:
+    """Starts render processes from one thread that lives as long as this process.
+
+    A child's death signal (``PR_SET_PDEATHSIG``) fires when the *thread* that started it ends,
+    not the process: started from a Dramatiq worker thread, a render process would be killed
+    when that thread stops, possibly in the middle of another thread's render.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[list[str], Future[subprocess.Popen[bytes]]]]
+        self._requests = queue.Queue()
+        threading.Thread(target=self._serve, name="render-spawner", daemon=True).start()
+
+    def popen(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        """``Popen(cmd)`` with pipes on stdin and stdout, run on the spawner thread."""
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((cmd, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            cmd, future = self._requests.get()
+            try:
+                process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(process)
+
+
+_SPAWNER_LOCK = threading.Lock()
+_SPAWNERS: list[_Spawner] = []
+
+
+def _spawner() -> _Spawner:
+    with _SPAWNER_LOCK:
+        if not _SPAWNERS:
+            _SPAWNERS.append(_Spawner())
+        return _SPAWNERS[0]
+
+
 class RenderProcess:
     """One child process serving render tasks one at a time."""
 
@@ -49,7 +92,7 @@ class RenderProcess:
         cmd = [sys.executable, "-m", "thumbcache.sandbox.child",
                "--parent", str(os.getpid()), "--memory-mb", str(memory_mb)]  # fmt: skip
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._proc = _spawner().popen(cmd)
         except OSError as exc:
             raise RenderProcessUnavailable(f"cannot start a render process: {exc}") from None
         assert self._proc.stdin is not None and self._proc.stdout is not None
