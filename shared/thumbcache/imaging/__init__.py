@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from thumbcache.imaging.probe import IMAGE_EXTENSIONS, ImageInfo, probe, sniff
+from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
+from thumbcache.imaging.probe import ImageInfo, probe
 from thumbcache.imaging.version import ENGINE_VERSION
 
 _RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})

@@ -53,6 +53,17 @@ def image_to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
     return im if im.mode in ("RGB", "RGBA") else im.convert("RGB")
 
 
+@lru_cache(maxsize=1)
+def _lab_transform() -> ImageCms.ImageCmsTransform:
+    """CIE L*a*b* (D50, as ICC and TIFF's CIELAB define it) to sRGB."""
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB")
+
+
+def lab_to_srgb(im: Image.Image) -> Image.Image:
+    """An RGB image in sRGB of a Pillow ``LAB`` image (a device-independent space)."""
+    return ImageCms.applyTransform(im, _lab_transform()) or im
+
+
 def pixels_to_srgb(px: Pixels, icc: bytes | None) -> Pixels:
     """BGR(A) pixels converted from profile ``icc`` to sRGB (unchanged when sRGB already)."""
     mode = "RGBA" if px.shape[2] == 4 else "RGB"

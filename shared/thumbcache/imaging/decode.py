@@ -137,20 +137,56 @@ def _to_8bit(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | N
         return im, icc
     if mode == "CMYK":
         return image_to_srgb(im, icc), None
+    if mode == "LAB":
+        return colour.lab_to_srgb(im), None  # L*a*b* is absolute: no profile to apply after
     if mode in _TO_RGBA or (mode == "P" and "transparency" in im.info):
         return im.convert("RGBA"), icc
     if mode in _TO_RGB:
         return im.convert("RGB"), icc
     if mode.startswith("I") or mode == "F":
-        return Image.fromarray(_deep_to_8bit(np.asarray(im), mode)), icc
+        return Image.fromarray(_deep_to_8bit(np.asarray(im), mode, _sample_range(im))), icc
     raise NotAnImage(f"unsupported pixel mode {mode}")
 
 
-def _deep_to_8bit(values: np.ndarray, mode: str) -> Pixels:
+def _sample_range(im: Image.Image) -> tuple[int, int]:
+    """The declared range of integer grey samples: what a reference decoder maps to 0..255.
+
+    TIFF declares it (BitsPerSample, SampleFormat): a 12-bit TIFF spans 0..4095, a signed
+    16-bit one -32768..32767 (ImageMagick shows both so; measured). Everything else that
+    Pillow gives as 16 or 32-bit integers (PNG, PGM, which Pillow already scales to 16 bits)
+    spans 0..65535.
+    """
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return 0, 65535
+    bits = tags.get(258, (16,))
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    signed = tags.get(339, (1,))
+    signed = (signed[0] if isinstance(signed, tuple) and signed else signed) == 2
+    if not isinstance(bits, int) or not 1 <= bits <= 16:
+        return 0, 65535
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _deep_to_8bit(values: np.ndarray, mode: str, sample_range: tuple[int, int]) -> Pixels:
     """16-bit, 32-bit integer or float grey samples scaled to 8 bits."""
+    # In place on one 4-byte copy: a 100 MP image must not grow 8-byte temporaries.
     if mode == "F":
         top = 1.0 if float(np.nanmax(values, initial=0.0)) <= 1.0 else 255.0
-        scaled = np.nan_to_num(values.astype(np.float64) * (255.0 / top))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        scaled = values.astype(np.float32)
+        np.nan_to_num(scaled, copy=False)
+        scaled *= 255.0 / top
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
+    low, high = sample_range
+    span = high - low
+    wide = values.astype(np.int32)
+    np.clip(wide, low, high, out=wide)
+    wide -= low
+    wide *= 255
+    wide += span // 2
+    wide //= span
+    return wide.astype(np.uint8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import cv2
@@ -12,9 +11,10 @@ from thumbcache.imaging import colour
 from thumbcache.imaging.decode import decode
 from thumbcache.imaging.encode import encode_jpeg, encode_webp
 from thumbcache.imaging.geometry import displayed_size, fit_within, stored_size
-from thumbcache.imaging.header import check_limits, open_image, read_header
+from thumbcache.imaging.header import check_limits
 from thumbcache.imaging.orient import apply_orientation
 from thumbcache.imaging.quality import choose_quality, choose_subsampling, estimate_quality
+from thumbcache.imaging.raw import read_source
 from thumbcache.imaging.resize import resize
 from thumbcache.imaging.version import ENGINE_VERSION  # noqa: F401 - re-exported
 from thumbcache.settings import LimitSettings, RenditionSettings
@@ -122,8 +122,7 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
         raise EmptyFile("file is empty")
     if len(data) > limits.max_file_bytes:
         raise ImageTooLarge(f"{len(data)} bytes, over the limit of {limits.max_file_bytes}")
-    with open_image(io.BytesIO(data)) as im:
-        header = read_header(im)
+    data, header = read_source(data)
     check_limits(header, limits)
     source_quality = estimate_quality(
         header.format, header.luma_table, data, header.width * header.height
@@ -146,4 +145,4 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     px = colour.pixels_to_srgb(px, decoded.pending_icc)
     if has_alpha and spec.format != "webp":
         px = colour.composite(px, spec.background)
-    return Prepared(px, source_quality, decoded.scale, header.format, icc_converted)
+    return Prepared(px, source_quality, decoded.scale, header.source_format, icc_converted)
