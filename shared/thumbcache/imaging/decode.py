@@ -19,7 +19,7 @@ from thumbcache.errors import CorruptImage, NotAnImage
 from thumbcache.imaging import colour
 from thumbcache.imaging.colour import Pixels, from_image, image_to_srgb
 from thumbcache.imaging.geometry import decode_denominator, integer_reduction
-from thumbcache.imaging.header import Header
+from thumbcache.imaging.header import Header, open_image
 
 _CV_REDUCED = {
     1: cv2.IMREAD_COLOR,
@@ -56,10 +56,29 @@ class Decoded:
     icc_converted: bool = False  # the decoder already converted a profile (CMYK) to sRGB
 
 
+def uses_opencv_jpeg(header: Header) -> bool:
+    """True when the image is a JPEG that OpenCV decodes (YCbCr or grey), DCT-scaled."""
+    return header.format == "jpeg" and header.mode in ("RGB", "L")
+
+
+def planned_scale(header: Header, target_w: int, target_h: int) -> int:
+    """The 1/n scale a JPEG decode will use for this target (1 for every other format)."""
+    if header.format != "jpeg":
+        return 1
+    return decode_denominator(header.width, header.height, target_w, target_h)
+
+
+def planned_reduction(header: Header, target_w: int, target_h: int) -> int:
+    """The box reduction Pillow applies after a full-size decode (1 for DCT-scaled JPEGs)."""
+    if header.format == "jpeg":
+        return 1
+    return integer_reduction(header.width, header.height, target_w, target_h)
+
+
 def decode(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
     """Decode ``data`` to pixels no smaller than ``target_w`` x ``target_h`` (stored size)."""
     try:
-        if header.format == "jpeg" and header.mode in ("RGB", "L"):
+        if uses_opencv_jpeg(header):
             return _decode_jpeg_opencv(data, header, target_w, target_h)
         if header.format == "webp":
             return _decode_opencv_full(data, header)
@@ -69,7 +88,7 @@ def decode(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded
 
 
 def _decode_jpeg_opencv(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
-    scale = decode_denominator(header.width, header.height, target_w, target_h)
+    scale = planned_scale(header, target_w, target_h)
     flags = _CV_REDUCED[scale] | cv2.IMREAD_IGNORE_ORIENTATION
     px = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if px is None:
@@ -89,7 +108,9 @@ def _decode_opencv_full(data: bytes, header: Header) -> Decoded:
 def _decode_pillow(
     data: bytes, header: Header, target_w: int, target_h: int, *, reduce: bool = True
 ) -> Decoded:
-    with Image.open(io.BytesIO(data)) as opened:
+    # Each step closes the image it replaces, so at most two full-size copies are alive at
+    # once (the with-block would otherwise hold the first until the end): peak memory.
+    with open_image(io.BytesIO(data)) as opened:
         im: Image.Image = opened
         scale = 1
         if header.format == "jpeg":
@@ -97,16 +118,41 @@ def _decode_pillow(
             if drafted is not None:
                 scale = max(1, round(header.width / drafted[1][2]))
         im.load()
-        im = _undo_decoder_orientation(im, header)
+        im = _replace(im, _undo_decoder_orientation(im, header))
         converted = im.mode == "CMYK" and colour.converts(header.icc_profile, "CMYK")
-        im, pending_icc = _to_8bit(im, header.icc_profile)
+        eight_bit, pending_icc = _to_8bit(im, header.icc_profile)
+        im = _replace(im, eight_bit)
         factor = integer_reduction(im.width, im.height, target_w, target_h) if reduce else 1
         if factor >= 2:
-            im = im.reduce(factor)
+            im = _replace(im, _reduce(im, factor))
             scale *= factor
         if im.mode not in ("RGB", "RGBA"):
-            im = im.convert("RGBA" if "A" in im.mode else "RGB")
+            im = _replace(im, im.convert("RGBA" if "A" in im.mode else "RGB"))
         return Decoded(from_image(im), scale, pending_icc, converted)
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """``new``, after freeing ``old``'s pixels when it is another image."""
+    if new is not old:
+        old.close()
+    return new
+
+
+# Pixels reduced at a time for images with alpha: Pillow's reduce premultiplies a full-size
+# copy first (measured: 8 bytes per RGBA pixel instead of 4), so bands bound that copy.
+_BAND_PIXELS = 1 << 20
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """``im.reduce(factor)``; in bands of whole boxes for alpha modes (same pixels, less memory)."""
+    band = max(1, _BAND_PIXELS // (im.width * factor)) * factor
+    if "A" not in im.mode or im.height <= band:
+        return im.reduce(factor)
+    out = Image.new(im.mode, (-(-im.width // factor), -(-im.height // factor)))
+    for top in range(0, im.height, band):
+        with im.crop((0, top, im.width, min(im.height, top + band))) as strip:
+            out.paste(strip.reduce(factor), (0, top // factor))
+    return out
 
 
 # Pillow transposes taking a displayed picture back to how EXIF orientation N stores it.

@@ -8,7 +8,12 @@ import cv2
 
 from thumbcache.errors import EmptyFile, ImageTooLarge
 from thumbcache.imaging import colour
-from thumbcache.imaging.decode import decode
+from thumbcache.imaging.cost import check_memory, check_scans
+from thumbcache.imaging.decode import (
+    decode,
+    planned_reduction,
+    planned_scale,
+)
 from thumbcache.imaging.encode import encode_jpeg, encode_webp
 from thumbcache.imaging.geometry import displayed_size, fit_within, stored_size
 from thumbcache.imaging.header import check_limits
@@ -130,6 +135,10 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     shown_w, shown_h = displayed_size(header.width, header.height, header.orientation)
     target_w, target_h = fit_within(shown_w, shown_h, spec.width, spec.height)
     stored_w, stored_h = stored_size(target_w, target_h, header.orientation)
+    check_scans(data, header, limits)
+    scale = planned_scale(header, stored_w, stored_h)
+    reduction = planned_reduction(header, stored_w, stored_h)
+    check_memory(header, scale, reduction, limits)
     decoded = decode(data, header, stored_w, stored_h)
 
     px = colour.drop_opaque_alpha(decoded.pixels)

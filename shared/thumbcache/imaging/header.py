@@ -58,6 +58,7 @@ class Header:
     luma_table: tuple[int, ...] | None = None  # JPEG: the luminance quantization table
     progressive: bool = False  # JPEG: decoders hold every coefficient, whatever the scale
     container: str | None = None  # "raw": the pixels are a camera RAW's embedded preview
+    jpeg_sampling: tuple[tuple[int, int], ...] = ()  # JPEG: (h, v) sampling per component
 
     @property
     def source_format(self) -> str:
@@ -122,6 +123,7 @@ def read_header(im: Image.Image) -> Header:
         icc_profile=icc if isinstance(icc, bytes) and icc else None,
         luma_table=luma if luma is not None and len(luma) == 64 else None,
         progressive=fmt == "jpeg" and bool(im.info.get("progressive")),
+        jpeg_sampling=_jpeg_sampling(im) if fmt == "jpeg" else (),
     )
 
 
@@ -135,6 +137,12 @@ def check_limits(header: Header, limits: LimitSettings) -> None:
         )
     if header.frames > limits.max_frames:
         raise ImageTooLarge(f"{header.frames} frames, over the limit of {limits.max_frames}")
+
+
+def _jpeg_sampling(im: Image.Image) -> tuple[tuple[int, int], ...]:
+    """Each component's (horizontal, vertical) sampling factors, from the JPEG's SOF."""
+    layers = getattr(im, "layer", None) or ()
+    return tuple((int(c[1]), int(c[2])) for c in layers if len(c) >= 3 and c[1] and c[2])
 
 
 def _stored_size(im: Image.Image) -> tuple[int, int]:
