@@ -105,20 +105,23 @@ def psd_bytes(im: Image.Image) -> bytes:
 
 
 def progressive_jpeg_with_scans(im: Image.Image, scans: int, quality: int = 80) -> bytes:
-    """A progressive JPEG of ``im`` whose last scan is repeated until it has ``scans`` scans.
+    """A progressive JPEG of ``im`` whose smallest scan is repeated until it has ``scans`` scans.
 
     Each repeat is a "bogus progression" that libjpeg only warns about and decodes again over
-    the whole image: the CPU bomb the scan limit refuses.
+    the whole image: a small file that costs seconds, the CPU bomb the scan limit refuses.
     """
     out = io.BytesIO()
     im.convert("RGB").save(out, "JPEG", quality=quality, progressive=True)
     data = out.getvalue()
-    last = data.rfind(b"\xff\xda")
-    eoi = data.rfind(b"\xff\xd9")
-    have = data.count(b"\xff\xda", data.find(b"\xff\xda"), eoi)
-    if scans < have:
-        raise ValueError(f"Pillow's progressive JPEG already has {have} scans")
-    return data[:eoi] + data[last:eoi] * (scans - have) + data[eoi:]
+    first, eoi = data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    starts = [i for i in range(first, eoi) if data[i : i + 2] == b"\xff\xda"]
+    if scans < len(starts):
+        raise ValueError(f"Pillow's progressive JPEG already has {len(starts)} scans")
+    bounds = list(zip(starts, [*starts[1:], eoi], strict=True))
+    # A scan runs to the next marker that is not a restart or a stuffed byte; DHT segments
+    # between scans belong to the next scan's table set, so keep each scan up to the next SOS.
+    start, end = min(bounds, key=lambda b: b[1] - b[0])
+    return data[:eoi] + data[start:end] * (scans - len(starts)) + data[eoi:]
 
 
 def dng_bytes(preview_jpeg: bytes, preview_size: tuple[int, int], orientation: int = 1) -> bytes:
