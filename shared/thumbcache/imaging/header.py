@@ -11,6 +11,7 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from thumbcache.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedFormat
+from thumbcache.imaging.decoder_warnings import route_warnings
 from thumbcache.imaging.formats import (
     PIL_FORMATS,
     PIL_FORMATS_OF,
@@ -74,6 +75,7 @@ def open_image(fp: BinaryIO) -> Image.Image:
     recognised format, NotAnImage for anything else.
     """
     register_plugins()
+    route_warnings()
     head = fp.read(HEAD_BYTES)
     fp.seek(0)
     fmt = sniff(head) or sniff_text(head)
