@@ -11,6 +11,7 @@ import math
 
 from thumbcache.errors import DecodeBomb, ImageTooLarge
 from thumbcache.imaging.header import Header
+from thumbcache.imaging.jxl import DECODE_BYTES_PER_PIXEL
 from thumbcache.settings import LimitSettings
 
 _SOS, _EOI = b"\xff\xda", b"\xff\xd9"
@@ -30,6 +31,7 @@ PILLOW_BYTES_PER_PIXEL = {
     "float": 18,  # F
     "converted": 11,  # LAB, CMYK: converted to sRGB at full size
     "jpeg2000": 20,  # OpenJPEG decodes into 32-bit planes
+    "jxl": DECODE_BYTES_PER_PIXEL,  # pillow-jxl-plugin decodes at open, at full size
 }
 # Modes reduced as decoded, and what Pillow holds per pixel of them (RGB is stored as RGBX;
 # with alpha, add the banded premultiplied copies and the PNG decoder's rows: measured 4.8).
@@ -101,7 +103,7 @@ def estimate_decode_bytes(header: Header, scale: int, reduction: int) -> int:
         return pixels * WEBP_BYTES_PER_PIXEL
     whole = PILLOW_BYTES_PER_PIXEL[_pillow_class(header)]
     stored = _REDUCED_AS_DECODED.get(header.mode)
-    if stored is None or reduction <= 1 or header.format == "jpeg2000":
+    if stored is None or reduction <= 1 or header.format in ("jpeg2000", "jxl"):
         return pixels * whole
     # The decoded image, then everything after the reduction on 1/reduction^2 of the pixels.
     return pixels * stored + pixels * (whole - stored) // (reduction * reduction)
@@ -117,8 +119,8 @@ def _samples_per_pixel(header: Header) -> float:
 
 
 def _pillow_class(header: Header) -> str:
-    if header.format == "jpeg2000":
-        return "jpeg2000"
+    if header.format in ("jpeg2000", "jxl"):
+        return header.format
     mode = header.mode
     if mode == "F":
         return "float"

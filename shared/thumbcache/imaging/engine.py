@@ -19,7 +19,7 @@ from thumbcache.imaging.geometry import displayed_size, fit_within, stored_size
 from thumbcache.imaging.header import check_limits
 from thumbcache.imaging.orient import apply_orientation
 from thumbcache.imaging.quality import choose_quality, choose_subsampling, estimate_quality
-from thumbcache.imaging.raw import read_source
+from thumbcache.imaging.raw import source_header
 from thumbcache.imaging.resize import resize
 from thumbcache.imaging.version import ENGINE_VERSION  # noqa: F401 - re-exported
 from thumbcache.settings import LimitSettings, RenditionSettings
@@ -127,7 +127,7 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
         raise EmptyFile("file is empty")
     if len(data) > limits.max_file_bytes:
         raise ImageTooLarge(f"{len(data)} bytes, over the limit of {limits.max_file_bytes}")
-    data, header = read_source(data)
+    data, header = source_header(data, limits)
     check_limits(header, limits)
     source_quality = estimate_quality(
         header.format, header.luma_table, data, header.width * header.height

@@ -19,6 +19,7 @@ from thumbcache.imaging.formats import (
     sniff,
     sniff_text,
 )
+from thumbcache.imaging.jxl import check_jxl
 from thumbcache.imaging.plugins import missing_reader, register_plugins
 from thumbcache.settings import LimitSettings
 
@@ -67,8 +68,11 @@ class Header:
         return self.container or self.format
 
 
-def open_image(fp: BinaryIO) -> Image.Image:
+def open_image(fp: BinaryIO, limits: LimitSettings | None = None) -> Image.Image:
     """Open ``fp`` lazily with Pillow, mapping its failures to permanent errors.
+
+    With ``limits``, a format whose reader decodes at open (JPEG XL) is first checked against
+    them from its own size header.
 
     Raises UnsupportedFormat for an image this install cannot render (a vector format, EPS,
     or a format whose optional reader is missing), CorruptImage for a damaged header of a
@@ -82,6 +86,8 @@ def open_image(fp: BinaryIO) -> Image.Image:
     reason = None if fmt is None else never_rendered_reason(fmt) or missing_reader(fmt)
     if reason is not None:
         raise UnsupportedFormat(reason)
+    if fmt == "jxl" and limits is not None:
+        check_jxl(head, limits)
     try:
         return Image.open(fp, formats=PIL_FORMATS_OF.get(fmt or "") or _allowed_formats())
     except UnidentifiedImageError:

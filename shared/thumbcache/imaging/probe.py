@@ -9,7 +9,7 @@ from thumbcache.errors import EmptyFile
 from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
 from thumbcache.imaging.geometry import displayed_size
 from thumbcache.imaging.header import check_limits, open_image, read_header
-from thumbcache.imaging.raw import RAW_HEAD_BYTES, raw_kind, read_source
+from thumbcache.imaging.raw import RAW_HEAD_BYTES, raw_kind, source_header
 from thumbcache.settings import LimitSettings
 
 SNIFF_BYTES = 16  # what the walk reads of a file without an image extension
@@ -38,9 +38,9 @@ def probe(fp: BinaryIO, limits: LimitSettings) -> ImageInfo:
         raise EmptyFile("file is empty")
     fp.seek(0)
     if raw_kind(head) is not None:  # a RAW is probed as its preview: the whole file is read
-        _payload, header = read_source(fp.read())
+        _payload, header = source_header(fp.read(), limits)
     else:
-        with open_image(fp) as im:
+        with open_image(fp, limits) as im:
             header = read_header(im)
     check_limits(header, limits)
     width, height = displayed_size(header.width, header.height, header.orientation)

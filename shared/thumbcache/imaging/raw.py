@@ -16,6 +16,7 @@ from thumbcache.errors import CorruptImage, PermanentError, UnsupportedFormat
 from thumbcache.imaging.formats import sniff
 from thumbcache.imaging.header import Header, open_image, read_header
 from thumbcache.imaging.plugins import missing_reader
+from thumbcache.settings import LimitSettings
 
 # Bytes a RAW check reads: the TIFF header and IFD0 of every TIFF-based RAW seen fit in it.
 RAW_HEAD_BYTES = 64 * 1024
@@ -32,11 +33,11 @@ class Preview:
     orientation: int
 
 
-def read_source(data: bytes) -> tuple[bytes, Header]:
+def source_header(data: bytes, limits: LimitSettings) -> tuple[bytes, Header]:
     """What is rendered of ``data``, and its header: a camera RAW's embedded preview (the
     camera's orientation applies unless the preview carries its own), else ``data`` itself."""
     payload, orientation = unwrap(data)
-    with open_image(io.BytesIO(payload)) as im:
+    with open_image(io.BytesIO(payload), limits) as im:
         header = read_header(im)
     if orientation is None:
         return payload, header

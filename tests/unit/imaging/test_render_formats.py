@@ -9,9 +9,20 @@ import subprocess
 import sys
 
 import pytest
-from imaging_helpers import GREEN, GREY, RED, THUMB, marked, near, pixel, save
+from imaging_helpers import (
+    GREEN,
+    GREY,
+    RED,
+    THUMB,
+    exif_with_orientation,
+    marked,
+    near,
+    pixel,
+    save,
+    stored_as,
+)
 from PIL import Image, features
-from thumbcache.errors import UnsupportedFormat
+from thumbcache.errors import ImageTooLarge, UnsupportedFormat
 from thumbcache.imaging import IMAGE_EXTENSIONS, probe, render, sniff
 from thumbcache.settings import LimitSettings
 
@@ -142,7 +153,7 @@ def test_sniff_knows_the_iso_bmff_images_and_not_videos() -> None:
 _WITHOUT_READER = """
 import sys
 sys.modules[sys.argv[1]] = None  # as if the extra were not installed
-from thumbcache.errors import UnsupportedFormat
+from thumbcache.errors import ImageTooLarge, UnsupportedFormat
 from thumbcache.imaging import RenderSpec, render
 from thumbcache.settings import LimitSettings
 try:
@@ -195,3 +206,35 @@ def test_jpeg_xl_renders() -> None:
     r = render(data, THUMB, LIMITS)
     assert (r.source_format, r.width, r.height) == ("jxl", 96, 64)
     assert near(pixel(r, 8, 8), RED, 8) and near(pixel(r, 87, 55), GREEN, 8)
+
+
+def _jxl_size_header(side: int) -> bytes:
+    """A bare JPEG XL codestream whose SizeHeader says ``side`` x ``side``, and nothing more."""
+    bits = [0]  # not a multiple-of-8 "small" size
+    bits += [1, 1]  # height: the 30-bit form
+    bits += [((side - 1) >> i) & 1 for i in range(30)]
+    bits += [1, 0, 0]  # ratio 1: width = height
+    packed = bytes(
+        sum(bit << i for i, bit in enumerate(bits[at : at + 8])) for at in range(0, len(bits), 8)
+    )
+    return b"\xff\x0a" + packed + bytes(16)
+
+
+def test_a_jpeg_xl_is_sized_from_its_header_before_its_reader_decodes_it() -> None:
+    """pillow-jxl-plugin decodes every pixel when it opens a file: the limits come first."""
+    pytest.importorskip("pillow_jxl")
+    with pytest.raises(ImageTooLarge, match="over the limit of 100000000"):
+        probe(io.BytesIO(_jxl_size_header(20000)), LIMITS)
+    with pytest.raises(ImageTooLarge, match="over the decode memory budget"):
+        render(_jxl_size_header(8000), THUMB, LIMITS)
+
+
+def test_a_jpeg_xl_container_with_exif_orientation_displays_upright() -> None:
+    pytest.importorskip("pillow_jxl")
+    exif = exif_with_orientation(6).tobytes()
+    data = save(stored_as(marked(400, 200), 6), "JXL", lossless=True, exif=exif)
+    assert data.startswith(b"\x00\x00\x00\x0cJXL ")  # the container (boxes), not a bare stream
+    assert probe(io.BytesIO(data), LIMITS).orientation == 6
+    r = render(data, THUMB, LIMITS)
+    assert (r.width, r.height) == (300, 150)
+    assert near(pixel(r, 8, 8), RED, 8) and near(pixel(r, 291, 141), GREEN, 8)
