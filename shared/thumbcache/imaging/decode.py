@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from thumbcache.errors import CorruptImage, NotAnImage
+from thumbcache.errors import CorruptImage, NotAnImage, UnsupportedFormat
 from thumbcache.imaging import colour
 from thumbcache.imaging.colour import Pixels, from_image, image_to_srgb
 from thumbcache.imaging.geometry import decode_denominator, integer_reduction
@@ -83,6 +83,8 @@ def decode(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded
         if header.format == "webp":
             return _decode_opencv_full(data, header)
         return _decode_pillow(data, header, target_w, target_h)
+    except NotImplementedError as exc:  # a variant the reader has no code for
+        raise UnsupportedFormat(f"{header.format} variant not supported: {exc}") from None
     except DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode {header.format} image: {exc}") from None
 

@@ -94,6 +94,8 @@ def open_image(fp: BinaryIO, limits: LimitSettings | None = None) -> Image.Image
         if fmt is not None:
             raise CorruptImage(f"{fmt} header is damaged or truncated") from None
         raise NotAnImage("not a recognised image format") from None
+    except NotImplementedError as exc:  # a variant the reader has no code for (DDS formats)
+        raise UnsupportedFormat(f"{fmt or 'image'} variant not supported: {exc}") from None
     except _HEADER_ERRORS as exc:
         raise CorruptImage(f"cannot read image header: {exc}") from None
 

@@ -238,3 +238,12 @@ def test_a_jpeg_xl_container_with_exif_orientation_displays_upright() -> None:
     r = render(data, THUMB, LIMITS)
     assert (r.width, r.height) == (300, 150)
     assert near(pixel(r, 8, 8), RED, 8) and near(pixel(r, 291, 141), GREEN, 8)
+
+
+def test_a_variant_the_reader_does_not_implement_is_an_unsupported_format() -> None:
+    """Pillow raises NotImplementedError for DDS pixel formats it has no decoder for."""
+    dds = bytearray(_pillow("DDS"))
+    assert dds[84:88] == b"\x00\x00\x00\x00" and dds[80] & 0x40  # uncompressed RGB
+    dds[80:84] = (0x8).to_bytes(4, "little")  # pixel-format flags no reader knows
+    with pytest.raises(UnsupportedFormat, match="dds variant not supported"):
+        probe(io.BytesIO(bytes(dds)), LIMITS)
