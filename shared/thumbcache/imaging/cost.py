@@ -76,8 +76,13 @@ def _first_scan(data: bytes) -> int | None:
 
 
 def check_scans(data: bytes, header: Header, limits: LimitSettings) -> None:
-    """Refuse a JPEG with more scans than ``limits.max_jpeg_scans`` (DecodeBomb)."""
-    if header.format != "jpeg":
+    """Refuse a progressive JPEG with more scans than ``limits.max_jpeg_scans`` (DecodeBomb).
+
+    Only progressive files: a sequential decode stops once its frame is complete (measured: a
+    12 MP baseline JPEG with its scan repeated 20 times decodes in the same 22 ms), and
+    counting costs about 2 ms per MB, which the JPEG fast path would pay on every image.
+    """
+    if header.format != "jpeg" or not header.progressive:
         return
     scans = count_scans(data)
     if scans > limits.max_jpeg_scans:

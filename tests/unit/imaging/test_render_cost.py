@@ -163,3 +163,12 @@ def test_limits_are_settings() -> None:
     limits = load_settings(files=[], env=env).limits
     assert (limits.max_decode_mb, limits.max_jpeg_scans) == (512, 64)
     assert (LIMITS.max_decode_mb, LIMITS.max_jpeg_scans) == (384, 100)
+
+
+def test_a_baseline_jpeg_is_not_counted_its_decoder_stops_after_the_frame() -> None:
+    data = save(photo(400, 300), "JPEG")
+    first, eoi = data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    repeated = data[:eoi] + data[first:eoi] * 200 + data[eoi:]
+    assert count_scans(repeated) == 201
+    r = render(repeated, THUMB, LIMITS)  # libjpeg ignores what follows the complete frame
+    assert (r.width, r.height) == (300, 225)
