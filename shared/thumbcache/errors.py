@@ -21,6 +21,10 @@ class ConfigError(ThumbcacheError):
 class PermanentError(ThumbcacheError):
     """The image or archive itself is bad: fail at once, with a reason, without retries."""
 
+    # Whether a failure of this class counts toward the scanner's quarantine of an image that
+    # keeps failing; False for failures that say nothing about the file (a missing plugin).
+    counts_toward_quarantine: bool = True
+
 
 class EmptyFile(PermanentError):
     """The source has zero bytes."""
@@ -30,12 +34,22 @@ class NotAnImage(PermanentError):
     """The bytes are not an image in a supported format."""
 
 
+class UnsupportedFormat(PermanentError):
+    """It looks like an image, but this install cannot render its format; says why, what to add."""
+
+    counts_toward_quarantine = False  # installing the extra fixes it: the file is not at fault
+
+
 class CorruptImage(PermanentError):
     """The image header parsed but the data is truncated or damaged."""
 
 
 class ImageTooLarge(PermanentError):
     """The image exceeds the pixel, frame or byte limit; refused before decoding."""
+
+
+class DecodeBomb(PermanentError):
+    """An image built to cost far more to decode than its pixels need; refused before decoding."""
 
 
 class UnsafeSource(PermanentError):

@@ -62,6 +62,12 @@ class LimitSettings:
     max_pixels: int = 100_000_000
     max_frames: int = 1000
     max_file_bytes: int = 512 * 1024 * 1024
+    # Scans in one JPEG: real progressive files have about 10 (libjpeg's default script has
+    # 10 for colour, 6 for grey); every further scan decodes the whole image again.
+    max_jpeg_scans: int = 100
+    # Estimated peak MB of one render (one worker thread): render pods need at least
+    # worker.threads x this plus the worker's own ~150 MB (docs/DECODE_LIMITS.md).
+    max_decode_mb: int = 384
     archive_max_entries: int = 200_000
     archive_max_total_bytes: int = 64 * 1024**3
     archive_max_ratio: float = 200.0

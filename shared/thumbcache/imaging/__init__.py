@@ -6,6 +6,7 @@ Public API (the render and scan stages use only these names):
 - :func:`probe` — format and displayed dimensions from the header, no pixel decode.
 - :func:`render` — one rendition from source bytes, as encoded bytes plus its record.
 - :func:`set_threads` — OpenCV's thread pool size (1 by default: parallelism is the workers').
+- :func:`image_source` — names the source that decoder warnings logged in a block belong to.
 - :class:`RenderSpec`, :class:`Rendered`, :class:`ImageInfo`, :data:`ENGINE_VERSION`.
 
 The render half (OpenCV, numpy) loads on first use, so the scanner, which only probes headers,
@@ -17,7 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from thumbcache.imaging.probe import IMAGE_EXTENSIONS, ImageInfo, probe, sniff
+from thumbcache.imaging.decoder_warnings import image_source
+from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
+from thumbcache.imaging.probe import ImageInfo, probe
 from thumbcache.imaging.version import ENGINE_VERSION
 
 _RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
@@ -28,6 +31,7 @@ __all__ = [
     "ImageInfo",
     "RenderSpec",
     "Rendered",
+    "image_source",
     "probe",
     "render",
     "set_threads",

@@ -53,6 +53,17 @@ def image_to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
     return im if im.mode in ("RGB", "RGBA") else im.convert("RGB")
 
 
+@lru_cache(maxsize=1)
+def _lab_transform() -> ImageCms.ImageCmsTransform:
+    """CIE L*a*b* (D50, as ICC and TIFF's CIELAB define it) to sRGB."""
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB")
+
+
+def lab_to_srgb(im: Image.Image) -> Image.Image:
+    """An RGB image in sRGB of a Pillow ``LAB`` image (a device-independent space)."""
+    return ImageCms.applyTransform(im, _lab_transform()) or im
+
+
 def pixels_to_srgb(px: Pixels, icc: bytes | None) -> Pixels:
     """BGR(A) pixels converted from profile ``icc`` to sRGB (unchanged when sRGB already)."""
     mode = "RGBA" if px.shape[2] == 4 else "RGB"
@@ -67,10 +78,26 @@ def to_image(px: Pixels) -> Image.Image:
     return Image.fromarray(cv2.cvtColor(px, code))
 
 
+# Pixels copied out of a Pillow image at a time (see from_image).
+_BAND_PIXELS = 1 << 20
+
+
 def from_image(im: Image.Image) -> Pixels:
-    """BGR(A) pixels of a Pillow RGB or RGBA image."""
+    """BGR(A) pixels of a Pillow RGB or RGBA image.
+
+    Copied out in bands of rows straight into the result: ``np.asarray(im)`` would build the
+    whole image as bytes twice over (Pillow's tobytes joins its chunks), 10 bytes a pixel at
+    peak for RGB where this takes 7 (Pillow's own 4, stored RGBX, and the result's 3).
+    """
     code = cv2.COLOR_RGBA2BGRA if im.mode == "RGBA" else cv2.COLOR_RGB2BGR
-    return cv2.cvtColor(np.asarray(im), code)
+    width, height = im.size
+    out = np.empty((height, width, 4 if im.mode == "RGBA" else 3), np.uint8)
+    rows = max(1, _BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        with im.crop((0, top, width, bottom)) as band:
+            cv2.cvtColor(np.asarray(band), code, dst=out[top:bottom])
+    return out
 
 
 def drop_opaque_alpha(px: Pixels) -> Pixels:
@@ -81,11 +108,14 @@ def drop_opaque_alpha(px: Pixels) -> Pixels:
 
 
 def premultiply(px: Pixels) -> Pixels:
-    """BGRA with colour multiplied by alpha (so resizing does not bleed hidden colours)."""
-    alpha = px[:, :, 3:4].astype(np.uint16)
-    out = px.copy()
-    out[:, :, :3] = (px[:, :, :3].astype(np.uint16) * alpha + 127) // 255
-    return out
+    """BGRA with colour multiplied by alpha (so resizing does not bleed hidden colours).
+
+    ``round(c * a / 255)``, as ``(c * a + 127) // 255`` (never a tie: 255 is odd), in one
+    OpenCV pass: 2 uint8 copies, where uint16 numpy temporaries took 6 (22 bytes a pixel).
+    """
+    alpha = px[:, :, 3]
+    factors = cv2.merge((alpha, alpha, alpha, np.full_like(alpha, 255)))
+    return cv2.multiply(px, factors, scale=1 / 255)
 
 
 def unpremultiply(px: Pixels) -> Pixels:

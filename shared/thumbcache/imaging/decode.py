@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from thumbcache.errors import CorruptImage, NotAnImage
+from thumbcache.errors import CorruptImage, NotAnImage, UnsupportedFormat
 from thumbcache.imaging import colour
 from thumbcache.imaging.colour import Pixels, from_image, image_to_srgb
 from thumbcache.imaging.geometry import decode_denominator, integer_reduction
-from thumbcache.imaging.header import Header
+from thumbcache.imaging.header import Header, open_image
 
 _CV_REDUCED = {
     1: cv2.IMREAD_COLOR,
@@ -56,20 +56,41 @@ class Decoded:
     icc_converted: bool = False  # the decoder already converted a profile (CMYK) to sRGB
 
 
+def uses_opencv_jpeg(header: Header) -> bool:
+    """True when the image is a JPEG that OpenCV decodes (YCbCr or grey), DCT-scaled."""
+    return header.format == "jpeg" and header.mode in ("RGB", "L")
+
+
+def planned_scale(header: Header, target_w: int, target_h: int) -> int:
+    """The 1/n scale a JPEG decode will use for this target (1 for every other format)."""
+    if header.format != "jpeg":
+        return 1
+    return decode_denominator(header.width, header.height, target_w, target_h)
+
+
+def planned_reduction(header: Header, target_w: int, target_h: int) -> int:
+    """The box reduction Pillow applies after a full-size decode (1 for DCT-scaled JPEGs)."""
+    if header.format == "jpeg":
+        return 1
+    return integer_reduction(header.width, header.height, target_w, target_h)
+
+
 def decode(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
     """Decode ``data`` to pixels no smaller than ``target_w`` x ``target_h`` (stored size)."""
     try:
-        if header.format == "jpeg" and header.mode in ("RGB", "L"):
+        if uses_opencv_jpeg(header):
             return _decode_jpeg_opencv(data, header, target_w, target_h)
         if header.format == "webp":
             return _decode_opencv_full(data, header)
         return _decode_pillow(data, header, target_w, target_h)
+    except NotImplementedError as exc:  # a variant the reader has no code for
+        raise UnsupportedFormat(f"{header.format} variant not supported: {exc}") from None
     except DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode {header.format} image: {exc}") from None
 
 
 def _decode_jpeg_opencv(data: bytes, header: Header, target_w: int, target_h: int) -> Decoded:
-    scale = decode_denominator(header.width, header.height, target_w, target_h)
+    scale = planned_scale(header, target_w, target_h)
     flags = _CV_REDUCED[scale] | cv2.IMREAD_IGNORE_ORIENTATION
     px = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if px is None:
@@ -89,7 +110,9 @@ def _decode_opencv_full(data: bytes, header: Header) -> Decoded:
 def _decode_pillow(
     data: bytes, header: Header, target_w: int, target_h: int, *, reduce: bool = True
 ) -> Decoded:
-    with Image.open(io.BytesIO(data)) as opened:
+    # Each step closes the image it replaces, so at most two full-size copies are alive at
+    # once (the with-block would otherwise hold the first until the end): peak memory.
+    with open_image(io.BytesIO(data)) as opened:
         im: Image.Image = opened
         scale = 1
         if header.format == "jpeg":
@@ -97,16 +120,41 @@ def _decode_pillow(
             if drafted is not None:
                 scale = max(1, round(header.width / drafted[1][2]))
         im.load()
-        im = _undo_decoder_orientation(im, header)
+        im = _replace(im, _undo_decoder_orientation(im, header))
         converted = im.mode == "CMYK" and colour.converts(header.icc_profile, "CMYK")
-        im, pending_icc = _to_8bit(im, header.icc_profile)
+        eight_bit, pending_icc = _to_8bit(im, header.icc_profile)
+        im = _replace(im, eight_bit)
         factor = integer_reduction(im.width, im.height, target_w, target_h) if reduce else 1
         if factor >= 2:
-            im = im.reduce(factor)
+            im = _replace(im, _reduce(im, factor))
             scale *= factor
         if im.mode not in ("RGB", "RGBA"):
-            im = im.convert("RGBA" if "A" in im.mode else "RGB")
+            im = _replace(im, im.convert("RGBA" if "A" in im.mode else "RGB"))
         return Decoded(from_image(im), scale, pending_icc, converted)
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """``new``, after freeing ``old``'s pixels when it is another image."""
+    if new is not old:
+        old.close()
+    return new
+
+
+# Pixels reduced at a time for images with alpha: Pillow's reduce premultiplies a full-size
+# copy first (measured: 8 bytes per RGBA pixel instead of 4), so bands bound that copy.
+_BAND_PIXELS = 1 << 20
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """``im.reduce(factor)``; in bands of whole boxes for alpha modes (same pixels, less memory)."""
+    band = max(1, _BAND_PIXELS // (im.width * factor)) * factor
+    if "A" not in im.mode or im.height <= band:
+        return im.reduce(factor)
+    out = Image.new(im.mode, (-(-im.width // factor), -(-im.height // factor)))
+    for top in range(0, im.height, band):
+        with im.crop((0, top, im.width, min(im.height, top + band))) as strip:
+            out.paste(strip.reduce(factor), (0, top // factor))
+    return out
 
 
 # Pillow transposes taking a displayed picture back to how EXIF orientation N stores it.
@@ -137,20 +185,56 @@ def _to_8bit(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | N
         return im, icc
     if mode == "CMYK":
         return image_to_srgb(im, icc), None
+    if mode == "LAB":
+        return colour.lab_to_srgb(im), None  # L*a*b* is absolute: no profile to apply after
     if mode in _TO_RGBA or (mode == "P" and "transparency" in im.info):
         return im.convert("RGBA"), icc
     if mode in _TO_RGB:
         return im.convert("RGB"), icc
     if mode.startswith("I") or mode == "F":
-        return Image.fromarray(_deep_to_8bit(np.asarray(im), mode)), icc
+        return Image.fromarray(_deep_to_8bit(np.asarray(im), mode, _sample_range(im))), icc
     raise NotAnImage(f"unsupported pixel mode {mode}")
 
 
-def _deep_to_8bit(values: np.ndarray, mode: str) -> Pixels:
+def _sample_range(im: Image.Image) -> tuple[int, int]:
+    """The declared range of integer grey samples: what a reference decoder maps to 0..255.
+
+    TIFF declares it (BitsPerSample, SampleFormat): a 12-bit TIFF spans 0..4095, a signed
+    16-bit one -32768..32767 (ImageMagick shows both so; measured). Everything else that
+    Pillow gives as 16 or 32-bit integers (PNG, PGM, which Pillow already scales to 16 bits)
+    spans 0..65535.
+    """
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return 0, 65535
+    bits = tags.get(258, (16,))
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    signed = tags.get(339, (1,))
+    signed = (signed[0] if isinstance(signed, tuple) and signed else signed) == 2
+    if not isinstance(bits, int) or not 1 <= bits <= 16:
+        return 0, 65535
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _deep_to_8bit(values: np.ndarray, mode: str, sample_range: tuple[int, int]) -> Pixels:
     """16-bit, 32-bit integer or float grey samples scaled to 8 bits."""
+    # In place on one 4-byte copy: a 100 MP image must not grow 8-byte temporaries.
     if mode == "F":
         top = 1.0 if float(np.nanmax(values, initial=0.0)) <= 1.0 else 255.0
-        scaled = np.nan_to_num(values.astype(np.float64) * (255.0 / top))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        scaled = values.astype(np.float32)
+        np.nan_to_num(scaled, copy=False)
+        scaled *= 255.0 / top
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
+    low, high = sample_range
+    span = high - low
+    wide = values.astype(np.int32)
+    np.clip(wide, low, high, out=wide)
+    wide -= low
+    wide *= 255
+    wide += span // 2
+    wide //= span
+    return wide.astype(np.uint8)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import cv2
 
 from thumbcache.errors import EmptyFile, ImageTooLarge
 from thumbcache.imaging import colour
-from thumbcache.imaging.decode import decode
+from thumbcache.imaging.cost import check_memory, check_scans
+from thumbcache.imaging.decode import (
+    decode,
+    planned_reduction,
+    planned_scale,
+)
 from thumbcache.imaging.encode import encode_jpeg, encode_webp
 from thumbcache.imaging.geometry import displayed_size, fit_within, stored_size
-from thumbcache.imaging.header import check_limits, open_image, read_header
+from thumbcache.imaging.header import check_limits
 from thumbcache.imaging.orient import apply_orientation
 from thumbcache.imaging.quality import choose_quality, choose_subsampling, estimate_quality
+from thumbcache.imaging.raw import source_header
 from thumbcache.imaging.resize import resize
 from thumbcache.imaging.version import ENGINE_VERSION  # noqa: F401 - re-exported
 from thumbcache.settings import LimitSettings, RenditionSettings
@@ -122,8 +127,7 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
         raise EmptyFile("file is empty")
     if len(data) > limits.max_file_bytes:
         raise ImageTooLarge(f"{len(data)} bytes, over the limit of {limits.max_file_bytes}")
-    with open_image(io.BytesIO(data)) as im:
-        header = read_header(im)
+    data, header = source_header(data, limits)
     check_limits(header, limits)
     source_quality = estimate_quality(
         header.format, header.luma_table, data, header.width * header.height
@@ -131,6 +135,10 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     shown_w, shown_h = displayed_size(header.width, header.height, header.orientation)
     target_w, target_h = fit_within(shown_w, shown_h, spec.width, spec.height)
     stored_w, stored_h = stored_size(target_w, target_h, header.orientation)
+    check_scans(data, header, limits)
+    scale = planned_scale(header, stored_w, stored_h)
+    reduction = planned_reduction(header, stored_w, stored_h)
+    check_memory(header, scale, reduction, limits)
     decoded = decode(data, header, stored_w, stored_h)
 
     px = colour.drop_opaque_alpha(decoded.pixels)
@@ -146,4 +154,4 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     px = colour.pixels_to_srgb(px, decoded.pending_icc)
     if has_alpha and spec.format != "webp":
         px = colour.composite(px, spec.background)
-    return Prepared(px, source_quality, decoded.scale, header.format, icc_converted)
+    return Prepared(px, source_quality, decoded.scale, header.source_format, icc_converted)

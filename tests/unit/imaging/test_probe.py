@@ -8,7 +8,13 @@ import zlib
 import pytest
 from imaging_helpers import exif_with_orientation, marked, save
 from PIL import Image
-from thumbcache.errors import CorruptImage, EmptyFile, ImageTooLarge, NotAnImage
+from thumbcache.errors import (
+    CorruptImage,
+    EmptyFile,
+    ImageTooLarge,
+    NotAnImage,
+    UnsupportedFormat,
+)
 from thumbcache.imaging import IMAGE_EXTENSIONS, probe, sniff
 from thumbcache.settings import LimitSettings
 
@@ -73,9 +79,9 @@ def test_probe_errors() -> None:
         probe(io.BytesIO(b"hello, world: a text file"), LIMITS)
     with pytest.raises(CorruptImage, match="png header is damaged"):
         probe(io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10), LIMITS)
-    ico = save(Image.new("RGB", (16, 16)), "ICO")
-    with pytest.raises(NotAnImage, match="unsupported image format ICO"):
-        probe(io.BytesIO(ico), LIMITS)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n"
+    with pytest.raises(UnsupportedFormat, match="EPS needs Ghostscript"):
+        probe(io.BytesIO(eps), LIMITS)
 
 
 def test_extensions_cover_the_formats() -> None:

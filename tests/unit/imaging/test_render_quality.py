@@ -82,4 +82,4 @@ def test_from_settings_and_engine_version() -> None:
     )
     assert spec.background == (16, 32, 48) and spec.chroma_444_at_or_above == 80
     assert CACHE_SPEC.chroma_444_at_or_above is None
-    assert ENGINE_VERSION == "2"
+    assert ENGINE_VERSION == "3"

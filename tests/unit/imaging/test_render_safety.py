@@ -8,7 +8,14 @@ import zlib
 import pytest
 from imaging_helpers import THUMB, marked, save
 from PIL import Image
-from thumbcache.errors import CorruptImage, EmptyFile, ImageTooLarge, NotAnImage, PermanentError
+from thumbcache.errors import (
+    CorruptImage,
+    EmptyFile,
+    ImageTooLarge,
+    NotAnImage,
+    PermanentError,
+    UnsupportedFormat,
+)
 from thumbcache.imaging import RenderSpec, render
 from thumbcache.settings import LimitSettings
 
@@ -66,8 +73,9 @@ def test_errors_name_the_reason() -> None:
     png = save(marked(640, 480), "PNG")
     with pytest.raises(CorruptImage, match="cannot decode png image"):
         render(png[: len(png) // 2], THUMB, LIMITS)
-    with pytest.raises(NotAnImage, match="unsupported image format ICO"):
-        render(save(Image.new("RGB", (16, 16)), "ICO"), THUMB, LIMITS)
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>'
+    with pytest.raises(UnsupportedFormat, match="SVG is a vector format"):
+        render(svg, THUMB, LIMITS)
 
 
 def _sources() -> list[bytes]:
