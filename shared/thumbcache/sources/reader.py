@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import io
+import lzma
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -19,8 +21,14 @@ from thumbcache.errors import (
     UnsafeSource,
 )
 from thumbcache.settings import LimitSettings
+from thumbcache.sources.archives import DIRECTORIES, open_entry
+from thumbcache.sources.fingerprint import Fingerprint
 from thumbcache.sources.refs import SourceRef
-from thumbcache.sources.walk import Fingerprint
+
+# What reading an entry's data raises when the data is damaged (a bad deflate or LZMA stream,
+# a CRC that does not match, data cut short).
+ENTRY_DATA_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+                     lzma.LZMAError)  # fmt: skip
 
 
 def resolve_inside(root: str, relative: str) -> str:
@@ -72,13 +80,13 @@ def open_source(
                 )
             yield fh, Fingerprint(st.st_size, st.st_mtime_ns)
             return
+        directory = DIRECTORIES.get(fh, st, limits)  # parsed once per archive, not per entry
+        info = _entry_info(directory.find(ref.entry, ref.occurrence), ref, limits)
         try:
-            with zipfile.ZipFile(fh) as zf:
-                info = _entry_info(zf, ref.entry, limits)
-                with zf.open(info) as entry:
-                    yield entry, Fingerprint(info.file_size, 0, info.CRC)  # type: ignore[misc]
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-            raise CorruptArchive(f"bad archive {ref.path}: {exc}") from None
+            with open_entry(fh, info) as entry:
+                yield entry, Fingerprint(info.file_size, 0, info.CRC)
+        except ENTRY_DATA_ERRORS as exc:
+            raise CorruptArchive(f"damaged data in {ref}: {exc}") from None
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -114,11 +122,11 @@ def read_source(root: str, ref: SourceRef, limits: LimitSettings) -> tuple[bytes
     return data, fingerprint
 
 
-def _entry_info(zf: zipfile.ZipFile, name: str, limits: LimitSettings) -> zipfile.ZipInfo:
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise SourceMissing(f"archive entry {name!r} no longer exists") from None
+def _entry_info(
+    info: zipfile.ZipInfo | None, ref: SourceRef, limits: LimitSettings
+) -> zipfile.ZipInfo:
+    if info is None:
+        raise SourceMissing(f"archive entry {ref} no longer exists")
     if info.file_size > limits.max_file_bytes:
         raise ImageTooLarge(f"entry of {info.file_size} bytes, over {limits.max_file_bytes}")
     ratio = info.file_size / max(1, info.compress_size)
