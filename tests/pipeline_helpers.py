@@ -14,11 +14,17 @@ from thumbcache_control.embedded_run import declare_all_stages
 from tests.imagegen import jpeg_bytes
 
 
-def make_runtime(tmp_path: Path, mongo_url: str, db_name: str, **env: str) -> Runtime:
+def make_runtime(
+    tmp_path: Path, mongo_url: str, db_name: str, data_dir: Path | None = None, **env: str
+) -> Runtime:
     settings = load_settings(
         files=[],
         env={f"THUMBCACHE_{k.upper()}": v for k, v in env.items()},
-        overrides={"data_dir": str(tmp_path / "data"), "mongo_url": mongo_url, "database": db_name},
+        overrides={
+            "data_dir": str(data_dir or tmp_path / "data"),
+            "mongo_url": mongo_url,
+            "database": db_name,
+        },
     )
     broker = make_broker(settings)
     rt = Runtime(settings, connect(mongo_url, db_name), broker)

@@ -48,8 +48,10 @@ def patch_entry(path: Path, index: int, *, add_flags: int = 0, method: int | Non
     """Set flag bits or the compression method of one entry, in both of its headers."""
     data = bytearray(path.read_bytes())
     local, central = _entry_offsets(data, path, index)
-    for flags_at, method_at in ((local + LOCAL_FLAGS, local + LOCAL_METHOD),
-                                (central + CENTRAL_FLAGS, central + CENTRAL_METHOD)):  # fmt: skip
+    for flags_at, method_at in (
+        (local + LOCAL_FLAGS, local + LOCAL_METHOD),
+        (central + CENTRAL_FLAGS, central + CENTRAL_METHOD),
+    ):
         (flags,) = struct.unpack_from("<H", data, flags_at)
         struct.pack_into("<H", data, flags_at, flags | add_flags)
         if method is not None:
@@ -61,8 +63,10 @@ def rename_entry_bytes(path: Path, index: int, raw_name: bytes, *, utf8_flag: bo
     """Give one entry a raw name of the same length (e.g. not valid UTF-8), in both headers."""
     data = bytearray(path.read_bytes())
     local, central = _entry_offsets(data, path, index)
-    for name_at, flags_at in ((local + 30, local + LOCAL_FLAGS),
-                              (central + 46, central + CENTRAL_FLAGS)):  # fmt: skip
+    for name_at, flags_at in (
+        (local + 30, local + LOCAL_FLAGS),
+        (central + 46, central + CENTRAL_FLAGS),
+    ):
         data[name_at : name_at + len(raw_name)] = raw_name
         (flags,) = struct.unpack_from("<H", data, flags_at)
         flags = flags | UTF8_NAME if utf8_flag else flags & ~UTF8_NAME

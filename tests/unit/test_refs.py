@@ -161,8 +161,9 @@ def test_any_name_round_trips_through_its_reference(path, entry, occurrence):
     raw_path = "/".join(os.fsdecode(part) for part in path)
     if entry is not None and not raw_path.lower().endswith((".zip", ".cbz")):
         raw_path += ".cbz"
-    ref = SourceRef(raw_path, None if entry is None else "/".join(entry),
-                    occurrence if entry is not None else 1)  # fmt: skip
+    ref = SourceRef(
+        raw_path, None if entry is None else "/".join(entry), occurrence if entry is not None else 1
+    )
     # When it is written as a reference
     text = str(ref)
     # Then the reference can be stored (valid UTF-8), is read back as the same source, and

@@ -20,18 +20,20 @@ from thumbcache.contracts import (
     render_message,
     scan_message,
 )
-from thumbcache.errors import PermanentError, Quarantined
+from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError, UnsafeSource
+from thumbcache.faults import fault_point
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
 from thumbcache.imaging import ENGINE_VERSION, probe
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.sources.reader import open_source
-from thumbcache.sources.walk import Candidate, walk
+from thumbcache.sources.walk import Candidate, DirIdentity, dir_identity, walk
 from thumbcache.state.model import (
     FAILED,
     PENDING,
     SKIPPED,
     error_doc,
+    job_has_ended,
     recipe_hash,
     rendition_is_current,
 )
@@ -50,6 +52,13 @@ def prepare_collection(rt: Runtime, root: str) -> dict[str, Any]:
     real_root = os.path.realpath(root)
     if not os.path.isdir(real_root):
         raise FileNotFoundError(f"collection root {root} is not a directory")
+    try:
+        real_root.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeSource(
+            f"collection root {real_root!r} is not valid UTF-8 and cannot be recorded; "
+            "rename it (names inside it may be anything)"
+        ) from None
     collection_id = collection_id_for(real_root)
     collection = rt.store.collections.ensure(collection_id, real_root)
     if collection.get("folder_id") is None:
@@ -112,14 +121,15 @@ def scan_step(
     if job is None:
         log.warning("scan for unknown job %s ignored", request.job_id)
         return True
-    if job["scan"].get("complete"):
+    if job["scan"].get("complete") or job_has_ended(job):
         return True
     collection = rt.collection(request.collection_id)
     started = clock()
     chunk_no = int(job["scan"]["chunks"])
     cursor = list(job["scan"]["cursor"])
     scan = rt.settings.scan
-    candidates = walk(collection["root"], rt.settings.limits, tuple(cursor))
+    skip = own_folder_identities(rt)
+    candidates = walk(collection["root"], rt.settings.limits, tuple(cursor), skip)
     while True:
         chunk = list(itertools.islice(candidates, scan.chunk_size))
         complete = len(chunk) < scan.chunk_size
@@ -138,6 +148,24 @@ def scan_step(
             return False
 
 
+def own_folder_identities(rt: Runtime) -> frozenset[DirIdentity]:
+    """The project's own folders, which no scan enters: the data dir, the configured cache
+    folders and every folder registered in the store (compared by identity, so a link to
+    one is left out too). Folders that do not exist (here) are not listed."""
+    paths = [
+        rt.settings.data_dir,
+        *rt.settings.effective_cache_folders(),
+        *(str(f["path"]) for f in rt.store.folders.all()),
+    ]
+    found = set()
+    for path in paths:
+        try:
+            found.add(dir_identity(os.path.expanduser(path)))
+        except OSError:
+            continue
+    return frozenset(found)
+
+
 def _scan_chunk(
     rt: Runtime,
     job: dict[str, Any],
@@ -148,6 +176,7 @@ def _scan_chunk(
     *,
     complete: bool,
 ) -> bool:
+    fault_point("scan_chunk", str(chunk[0].ref) if chunk else "")
     planned = _plan_chunk(rt, job, collection, chunk_no, chunk)
     rt.store.images.upsert_scanned(
         (p.image for p in planned), new_ids={p.image["_id"] for p in planned if p.new}
@@ -238,12 +267,21 @@ def _quarantined(rt: Runtime, job: dict[str, Any], image: dict[str, Any]) -> Per
 def read_header(
     rt: Runtime, root: str, candidate: Candidate, image: dict[str, Any]
 ) -> PermanentError | None:
-    """Probe a candidate's header into ``image`` (format, size); return its error, if any."""
+    """Probe a candidate's header into ``image`` (format, size); return its error, if any.
+
+    Whatever reading one source raises fails that source alone: an exception nobody foresaw
+    is returned under its own class name (and logged with its traceback).
+    """
     try:
         with open_source(root, candidate.ref, rt.settings.limits) as (fh, _fingerprint):
             info = probe(fh, rt.settings.limits)
     except PermanentError as exc:
         return exc
+    except Exception as exc:
+        log.error(
+            "%s: unexpected %s reading its header", candidate.ref, type(exc).__name__, exc_info=exc
+        )
+        return UnexpectedSourceError(exc)
     image.update(format=info.format, width=info.width, height=info.height)
     return None
 

@@ -27,8 +27,7 @@ from thumbcache.sources.refs import SourceRef
 
 # What reading an entry's data raises when the data is damaged (a bad deflate or LZMA stream,
 # a CRC that does not match, data cut short).
-ENTRY_DATA_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
-                     lzma.LZMAError)  # fmt: skip
+ENTRY_DATA_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, lzma.LZMAError)
 
 
 def resolve_inside(root: str, relative: str) -> str:

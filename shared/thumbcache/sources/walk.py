@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 SNIFF_BYTES = 16
 DirIdentity = tuple[int, int]  # (st_dev, st_ino): a folder, however a link names it
 # Reading a few bytes of an entry to sniff it may meet damaged data: then it is not an image.
-_SNIFF_ERRORS = (PermanentError, zipfile.BadZipFile, OSError, EOFError, zlib.error,
-                 lzma.LZMAError)  # fmt: skip
+_SNIFF_ERRORS = (PermanentError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,9 @@ def _walk_archive(
         for ref, info in entries:
             if entry_after and ref.key[len(key) :] <= entry_after:
                 continue
-            if any(part.startswith(".") for part in info.filename.split("/")
-                   if part not in ("..", ".")):  # fmt: skip
+            if any(
+                part.startswith(".") for part in info.filename.split("/") if part not in ("..", ".")
+            ):
                 continue
             fingerprint = Fingerprint(info.file_size, 0, info.CRC)
             try:
