@@ -4,8 +4,14 @@ import os
 import zipfile
 
 import pytest
-from thumbcache.errors import CorruptArchive, SourceMissing, UnsupportedArchiveEntry
+from thumbcache.errors import (
+    CorruptArchive,
+    SourceMissing,
+    UnsafeSource,
+    UnsupportedArchiveEntry,
+)
 from thumbcache.settings import LimitSettings
+from thumbcache.sources import reader
 from thumbcache.sources.reader import read_source
 from thumbcache.sources.refs import SourceRef, parse_ref
 
@@ -47,3 +53,57 @@ def test_entries_that_cannot_be_read_fail_with_a_class_that_says_why(tmp_path):
     with pytest.raises(CorruptArchive, match=r"damaged data in odd\.cbz#broken\.jpg"):
         read_source(str(tmp_path), SourceRef("odd.cbz", "broken.jpg"), LIMITS)
     assert read_source(str(tmp_path), SourceRef("odd.cbz", "ok.jpg"), LIMITS)[0] == page
+
+
+def test_a_chunk_reader_opens_an_archive_once_for_its_consecutive_entries(tmp_path, monkeypatch):
+    # Given two archives and a plain file, read in walk order by one chunk reader
+    for name in ("a.cbz", "b.cbz"):
+        write_zip(tmp_path / name, [(f"{i}.jpg", f"{name}{i}".encode()) for i in range(3)])
+    (tmp_path / "c.jpg").write_bytes(b"plain")
+    opened = []
+    real_open = reader.open_regular_file
+
+    def counting_open(path, beneath=None):
+        opened.append(os.path.basename(path))
+        return real_open(path, beneath)
+
+    monkeypatch.setattr(reader, "open_regular_file", counting_open)
+    refs = [SourceRef(a, f"{i}.jpg") for a in ("a.cbz", "b.cbz") for i in range(3)]
+    refs += [SourceRef("c.jpg"), SourceRef("a.cbz", "0.jpg")]
+
+    # When each source is read
+    with reader.ChunkReader(str(tmp_path), LIMITS) as chunk:
+        got = []
+        for ref in refs:
+            with chunk.open(ref) as (fh, _fingerprint):
+                got.append(fh.read())
+
+    # Then each read its own bytes, and an archive was opened again only when the walk left it
+    expected = [f"{a}{i}".encode() for a in ("a.cbz", "b.cbz") for i in range(3)]
+    assert got == [*expected, b"plain", b"a.cbz0"]
+    assert opened == ["a.cbz", "b.cbz", "c.jpg", "a.cbz"]
+
+
+def test_a_chunk_reader_does_not_follow_an_archive_swapped_for_a_link_out(tmp_path):
+    # Given an archive being read by a chunk reader, swapped for a link out of the root
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    write_zip(root / "a.cbz", [("1.jpg", b"inside 1"), ("2.jpg", b"inside 2")])
+    write_zip(outside / "evil.cbz", [("1.jpg", b"outside 1"), ("2.jpg", b"outside 2")])
+    with reader.ChunkReader(str(root), LIMITS) as chunk:
+        with chunk.open(SourceRef("a.cbz", "1.jpg")) as (fh, _):
+            assert fh.read() == b"inside 1"
+        os.unlink(root / "a.cbz")
+        os.symlink(outside / "evil.cbz", root / "a.cbz")
+        # When the next entry is read
+        with chunk.open(SourceRef("a.cbz", "2.jpg")) as (fh, _):
+            # Then it comes from the archive that was checked, not from outside
+            assert fh.read() == b"inside 2"
+    # And a reader of a new chunk refuses the link
+    with (
+        reader.ChunkReader(str(root), LIMITS) as chunk,
+        pytest.raises(UnsafeSource),
+        chunk.open(SourceRef("a.cbz", "2.jpg")),
+    ):
+        pass

@@ -26,7 +26,7 @@ from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job
 from thumbcache.imaging import ENGINE_VERSION, probe
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
-from thumbcache.sources.reader import open_source
+from thumbcache.sources.reader import ChunkReader, open_source
 from thumbcache.sources.walk import Candidate, DirIdentity, dir_identity, walk
 from thumbcache.state.model import (
     FAILED,
@@ -204,54 +204,59 @@ def _plan_chunk(
     known = rt.store.images.get_many(ids)
     folder = rt.folder_path(collection["folder_id"])
     planned = []
-    for image_id, candidate in zip(ids, chunk, strict=True):
-        source = str(candidate.ref)
-        image: dict[str, Any] = {
-            "_id": image_id,
-            "collection_id": collection_id,
-            "source": source,
-            "fingerprint": candidate.fingerprint.to_doc(),
-            "format": None,
-            "width": None,
-            "height": None,
-            "error": None,
-        }
-        item: dict[str, Any] = {
-            "_id": job_item_id(job["_id"], image_id),
-            "job_id": job["_id"],
-            "image_id": image_id,
-            "collection_id": collection_id,
-            "source": source,
-            "chunk": chunk_no,
-            "planned": {},
-            "stages": {},
-            "outcome": None,
-            "error": None,
-        }
-        previous = known.get(image_id) or {}
-        same_source = previous.get("fingerprint") == image["fingerprint"]
-        image["failure_count"] = int(previous.get("failure_count", 0)) if same_source else 0
-        error = (
-            candidate.error
-            or _quarantined(rt, job, image)
-            or read_header(rt, collection["root"], candidate, image)
-        )
-        if error is not None:
-            if not isinstance(error, Quarantined):
-                image["failure_count"] += 1  # counts toward quarantine like a render failure
-            image["error"] = item["error"] = error_doc(error.error_class, str(error))
-            item.update(outcome=FAILED, outcome_by=BY_SCAN)
-        else:
-            for stage in job.get("stages_wanted", RENDER_STAGES):
-                current = not job["force"] and is_current(
-                    stage, job["recipes"][stage], known.get(image_id), image["fingerprint"], folder
-                )
-                state = SKIPPED if current else PENDING
-                item["planned"][stage] = state
-                item["stages"][stage] = {"state": state, "attempts": 0}
-            if all(s == SKIPPED for s in item["planned"].values()):
-                item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
-        planned.append(_Planned(image, item, image_id not in known))
+    with ChunkReader(collection["root"], rt.settings.limits) as reader:  # an archive: one open
+        for image_id, candidate in zip(ids, chunk, strict=True):
+            source = str(candidate.ref)
+            image: dict[str, Any] = {
+                "_id": image_id,
+                "collection_id": collection_id,
+                "source": source,
+                "fingerprint": candidate.fingerprint.to_doc(),
+                "format": None,
+                "width": None,
+                "height": None,
+                "error": None,
+            }
+            item: dict[str, Any] = {
+                "_id": job_item_id(job["_id"], image_id),
+                "job_id": job["_id"],
+                "image_id": image_id,
+                "collection_id": collection_id,
+                "source": source,
+                "chunk": chunk_no,
+                "planned": {},
+                "stages": {},
+                "outcome": None,
+                "error": None,
+            }
+            previous = known.get(image_id) or {}
+            same_source = previous.get("fingerprint") == image["fingerprint"]
+            image["failure_count"] = int(previous.get("failure_count", 0)) if same_source else 0
+            error = (
+                candidate.error
+                or _quarantined(rt, job, image)
+                or read_header(rt, collection["root"], candidate, image, reader)
+            )
+            if error is not None:
+                if not isinstance(error, Quarantined):
+                    image["failure_count"] += 1  # counts toward quarantine like a render failure
+                image["error"] = item["error"] = error_doc(error.error_class, str(error))
+                item.update(outcome=FAILED, outcome_by=BY_SCAN)
+            else:
+                for stage in job.get("stages_wanted", RENDER_STAGES):
+                    current = not job["force"] and is_current(
+                        stage,
+                        job["recipes"][stage],
+                        known.get(image_id),
+                        image["fingerprint"],
+                        folder,
+                    )
+                    state = SKIPPED if current else PENDING
+                    item["planned"][stage] = state
+                    item["stages"][stage] = {"state": state, "attempts": 0}
+                if all(s == SKIPPED for s in item["planned"].values()):
+                    item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
+            planned.append(_Planned(image, item, image_id not in known))
     return planned
 
 
@@ -265,16 +270,23 @@ def _quarantined(rt: Runtime, job: dict[str, Any], image: dict[str, Any]) -> Per
 
 
 def read_header(
-    rt: Runtime, root: str, candidate: Candidate, image: dict[str, Any]
+    rt: Runtime,
+    root: str,
+    candidate: Candidate,
+    image: dict[str, Any],
+    reader: ChunkReader | None = None,
 ) -> PermanentError | None:
     """Probe a candidate's header into ``image`` (format, size); return its error, if any.
 
     Whatever reading one source raises fails that source alone: an exception nobody foresaw
-    is returned under its own class name (and logged with its traceback).
+    is returned under its own class name (and logged with its traceback). ``reader`` keeps
+    an archive open across the entries of a chunk.
     """
+    limits = rt.settings.limits
     try:
-        with open_source(root, candidate.ref, rt.settings.limits) as (fh, _fingerprint):
-            info = probe(fh, rt.settings.limits)
+        opener = reader.open(candidate.ref) if reader else open_source(root, candidate.ref, limits)
+        with opener as (fh, _fingerprint):
+            info = probe(fh, limits)
     except PermanentError as exc:
         return exc
     except Exception as exc:

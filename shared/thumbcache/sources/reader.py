@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import lzma
@@ -79,13 +80,66 @@ def open_source(
                 )
             yield fh, Fingerprint(st.st_size, st.st_mtime_ns)
             return
-        directory = DIRECTORIES.get(fh, st, limits)  # parsed once per archive, not per entry
-        info = _entry_info(directory.find(ref.entry, ref.occurrence), ref, limits)
-        try:
-            with open_entry(fh, info) as entry:
-                yield entry, Fingerprint(info.file_size, 0, info.CRC)
-        except ENTRY_DATA_ERRORS as exc:
-            raise CorruptArchive(f"damaged data in {ref}: {exc}") from None
+        with _open_entry(fh, st, ref, limits) as opened:
+            yield opened
+
+
+@contextmanager
+def _open_entry(
+    fh: BinaryIO, st: os.stat_result, ref: SourceRef, limits: LimitSettings
+) -> Iterator[tuple[BinaryIO, Fingerprint]]:
+    """An entry of the archive open as ``fh``; damaged data fails as CorruptArchive."""
+    directory = DIRECTORIES.get(fh, st, limits)  # parsed once per archive, not per entry
+    info = _entry_info(directory.find(str(ref.entry), ref.occurrence), ref, limits)
+    try:
+        with open_entry(fh, info) as entry:
+            yield entry, Fingerprint(info.file_size, 0, info.CRC)
+    except ENTRY_DATA_ERRORS as exc:
+        raise CorruptArchive(f"damaged data in {ref}: {exc}") from None
+
+
+class ChunkReader:
+    """Opens the sources of one scan chunk, keeping the last archive open: consecutive entries
+    of one archive (the walk yields them together) cost one open and one path check in all.
+
+    The archive stays open on the file it was when first opened inside the root, so a swap
+    afterwards is not followed. Close it (or use it as a context manager) after the chunk.
+    """
+
+    def __init__(self, root: str, limits: LimitSettings) -> None:
+        self._root = root
+        self._limits = limits
+        self._archive: tuple[str, contextlib.ExitStack, BinaryIO, os.stat_result] | None = None
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def open(self, ref: SourceRef) -> Iterator[tuple[BinaryIO, Fingerprint]]:
+        """Like :func:`open_source`, for one source of the chunk."""
+        if ref.entry is None:
+            with open_source(self._root, ref, self._limits) as opened:
+                yield opened
+            return
+        if self._archive is None or self._archive[0] != ref.path:
+            self.close()
+            stack = contextlib.ExitStack()
+            path = resolve_inside(self._root, ref.path)
+            real_root = os.path.realpath(self._root)
+            fh, st = stack.enter_context(open_regular_file(path, beneath=real_root))
+            self._archive = (ref.path, stack, fh, st)
+        _path, _stack, fh, st = self._archive
+        with _open_entry(fh, st, ref, self._limits) as opened:
+            yield opened
+
+    def close(self) -> None:
+        """Close the archive kept open, if any."""
+        if self._archive is not None:
+            self._archive[1].close()
+            self._archive = None
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
