@@ -147,14 +147,14 @@ def test_an_unforeseen_error_in_one_source_fails_only_that_source(
     root.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (root / name).write_bytes(jpeg_bytes(320, 240))
-    real_open_source = scan.open_source
+    real_probe, odd = scan.probe, os.stat(root / "b.jpg").st_ino
 
-    def open_source(root_path, ref, limits):
-        if str(ref) == "b.jpg":
+    def probe(fh, limits):
+        if os.fstat(fh.fileno()).st_ino == odd:
             raise LookupError("no codec for this one")
-        return real_open_source(root_path, ref, limits)
+        return real_probe(fh, limits)
 
-    monkeypatch.setattr(scan, "open_source", open_source)
+    monkeypatch.setattr(scan, "probe", probe)
 
     # When the collection is scanned and rendered
     with caplog.at_level(logging.ERROR):
