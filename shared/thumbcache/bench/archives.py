@@ -15,7 +15,9 @@ same file (warm page cache):
   per entry (old) and through the per-process directory cache (new).
 
 Prints entries per second and the ratio new/old of each, and the projected time of the whole
-archive on the old path.
+archive on the old path. ``--with-store`` also times a real job's whole scan of the archive on
+the new path (walk, probes, image and item documents in an embedded MongoDB-protocol server,
+render messages on the in-process broker).
 """
 
 from __future__ import annotations
@@ -110,6 +112,46 @@ def seconds(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def scan_job_seconds(root: str) -> tuple[float, int]:
+    """Seconds for a real job's whole scan (walk, probes, image and item documents, render
+    messages) on an embedded MongoDB-protocol server and the in-process broker; its total."""
+    from thumbcache.broker import make_broker
+    from thumbcache.contracts import ALL_QUEUES, ScanRequest
+    from thumbcache.embedded import EmbeddedMongo
+    from thumbcache.pipeline.runtime import Runtime
+    from thumbcache.pipeline.scan import scan_step, start_scan
+    from thumbcache.settings import load_settings
+    from thumbcache.state.store import connect
+
+    with tempfile.TemporaryDirectory(prefix="bench-archives-data-") as data:
+        server = EmbeddedMongo(data)
+        url = server.start()
+        try:
+            settings = load_settings(
+                files=[],
+                env={},
+                overrides={
+                    "data_dir": data,
+                    "mongo_url": url,
+                    "broker_url": "memory://",
+                    "scan": {"queue_high_water": 10**9},  # no render workers drain the queues
+                },
+            )
+            rt = Runtime(settings, connect(url, settings.database), make_broker(settings))
+            for queue in ALL_QUEUES:
+                rt.broker.declare_queue(queue)
+            started = time.perf_counter()
+            job = start_scan(rt, root)
+            request = ScanRequest(job["_id"], job["collection_id"])
+            while not scan_step(rt, request):
+                pass
+            elapsed = time.perf_counter() - started
+            total = int((rt.store.jobs.get(job["_id"]) or {}).get("total", 0))
+        finally:
+            server.stop()
+    return elapsed, total
+
+
 def _duration(secs: float) -> str:
     return f"{secs / 3600:.1f} h" if secs >= 3600 else f"{secs:.1f} s"
 
@@ -120,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=20, help="entries timed on old paths")
     parser.add_argument("--keep", help="build the archive in this folder (kept)")
+    parser.add_argument(
+        "--with-store", action="store_true", help="also time a real job's scan (new path only)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-archives-") as tmp:
         root = os.path.realpath(args.keep or tmp)
@@ -136,19 +181,30 @@ def main(argv: list[str] | None = None) -> int:
         old_per_entry = statistics.mean(seconds(partial(probe_old, root, n)) for n in sample)
         old_scan = old_walk + old_per_entry * args.entries  # projected: a parse per entry
         archives.DIRECTORIES.clear()
-        new_reads = [seconds(partial(read_source, root, SourceRef(ARCHIVE, n), LIMITS))
-                     for n in sample]  # fmt: skip
+        new_reads = [
+            seconds(partial(read_source, root, SourceRef(ARCHIVE, n), LIMITS)) for n in sample
+        ]
         old_read = statistics.mean(seconds(partial(read_old, root, n)) for n in sample)
         new_read = statistics.mean(new_reads[1:])  # the first parses the directory
 
         rate = args.entries / new_scan
         print(f"scan, new (walk + probe of every entry): {new_scan:.2f} s, {rate:,.0f} entries/s")
-        print(f"scan, old (a directory parse per entry): {old_per_entry * 1000:.1f} ms/entry; "
-              f"the whole archive {_duration(old_scan)} (projected)")  # fmt: skip
+        print(
+            f"scan, old (a directory parse per entry): {old_per_entry * 1000:.1f} ms/entry; "
+            f"the whole archive {_duration(old_scan)} (projected)"
+        )
         print(f"scan speed-up, new/old: {old_scan / new_scan:,.0f}x")
-        print(f"render read of one entry: old {old_read * 1000:.1f} ms, new "
-              f"{new_read * 1000:.3f} ms (first read of the process, parsing the directory: "
-              f"{new_reads[0] * 1000:.1f} ms); speed-up {old_read / new_read:,.0f}x")  # fmt: skip
+        print(
+            f"render read of one entry: old {old_read * 1000:.1f} ms, new "
+            f"{new_read * 1000:.3f} ms (first read of the process, parsing the directory: "
+            f"{new_reads[0] * 1000:.1f} ms); speed-up {old_read / new_read:,.0f}x"
+        )
+        if args.with_store:
+            job_scan, total = scan_job_seconds(root)
+            print(
+                f"a job's whole scan (new path, embedded store, in-process broker): "
+                f"{job_scan:.1f} s for {total} entries, {total / job_scan:,.0f} entries/s"
+            )
     return 0
 
 
