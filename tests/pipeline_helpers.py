@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 from thumbcache.broker import make_broker
@@ -70,3 +71,15 @@ def scanned_job(rt: Runtime, root: Path) -> dict:
     scan_step(rt, ScanRequest.from_dict(message.args[0]))
     rt.broker.flush_all()
     return job
+
+
+def outcomes(store: Any, job_id: str) -> dict[str, str]:
+    """{source: "completed" | "skipped" | the error classes of its failure, joined by +}."""
+    result = {}
+    for item in store.items.iter_job(job_id):
+        if item["outcome"] != "failed":
+            result[item["source"]] = item["outcome"]
+            continue
+        errors = [item.get("error")] + [s.get("error") for s in item["stages"].values()]
+        result[item["source"]] = "+".join(sorted({e["class"] for e in errors if e}))
+    return result

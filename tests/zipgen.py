@@ -81,3 +81,22 @@ def break_deflate_stream(path: Path, index: int) -> None:
     names, extra = struct.unpack_from("<HH", data, local + 26)
     data[local + 30 + names + extra] = 0xFF
     path.write_bytes(bytes(data))
+
+
+def unreadable_entries_zip(path: Path, page: bytes) -> dict[str, str]:
+    """An archive of four copies of ``page``: encrypted, an unknown compression method, a
+    broken deflate stream, and one that reads; returns {entry: expected error class or ""}."""
+    write_zip(
+        path,
+        [("enc.jpg", page), ("m9.jpg", page), ("broken.jpg", page), ("ok.jpg", page)],
+        zipfile.ZIP_DEFLATED,
+    )
+    patch_entry(path, 0, add_flags=ENCRYPTED)
+    patch_entry(path, 1, method=DEFLATE64)
+    break_deflate_stream(path, 2)
+    return {
+        "enc.jpg": "UnsupportedArchiveEntry",
+        "m9.jpg": "UnsupportedArchiveEntry",
+        "broken.jpg": "CorruptArchive",
+        "ok.jpg": "",
+    }

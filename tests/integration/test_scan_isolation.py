@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,8 @@ from thumbcache.pipeline.scan import start_scan
 
 from tests.imagegen import jpeg_bytes
 from tests.invariants import assert_folders_match_disk, assert_job_exact, assert_renditions_valid
-from tests.pipeline_helpers import drain, make_runtime, scanned_job
-from tests.zipgen import (
-    DEFLATE64,
-    ENCRYPTED,
-    break_deflate_stream,
-    patch_entry,
-    rename_entry_bytes,
-    write_zip,
-)
+from tests.pipeline_helpers import drain, make_runtime, outcomes, scanned_job
+from tests.zipgen import rename_entry_bytes, unreadable_entries_zip, write_zip
 
 pytestmark = pytest.mark.integration
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
@@ -72,34 +64,13 @@ def odd_collection(root: Path) -> dict[str, str]:
     )
     # Entries that cannot be read: encrypted, an unknown method, a broken deflate stream
     page = jpeg_bytes(320, 240, seed=8)
-    write_zip(
-        root / "odd.cbz",
-        [("enc.jpg", page), ("m9.jpg", page), ("broken.jpg", page), ("ok.jpg", page)],
-        zipfile.ZIP_DEFLATED,
-    )
-    patch_entry(root / "odd.cbz", 0, add_flags=ENCRYPTED)
-    patch_entry(root / "odd.cbz", 1, method=DEFLATE64)
-    break_deflate_stream(root / "odd.cbz", 2)
-    expected["odd.cbz#enc.jpg"] = expected["odd.cbz#m9.jpg"] = "UnsupportedArchiveEntry"
-    expected["odd.cbz#broken.jpg"] = "CorruptArchive"
-    expected["odd.cbz#ok.jpg"] = "completed"
+    for entry, error in unreadable_entries_zip(root / "odd.cbz", page).items():
+        expected[f"odd.cbz#{entry}"] = error or "completed"
     # An archive zipfile cannot even list (a name flagged UTF-8 that is not)
     write_zip(root / "listless.cbz", [("x.jpg", page)])
     rename_entry_bytes(root / "listless.cbz", 0, b"\xff.jpg", utf8_flag=True)
     expected["listless.cbz"] = "CorruptArchive"
     return expected
-
-
-def outcomes(store, job_id: str) -> dict[str, str]:
-    """{source: "completed" | "skipped" | error class of its failure}."""
-    result = {}
-    for item in store.items.iter_job(job_id):
-        if item["outcome"] != "failed":
-            result[item["source"]] = item["outcome"]
-            continue
-        errors = [item.get("error")] + [s.get("error") for s in item["stages"].values()]
-        result[item["source"]] = "+".join(sorted({e["class"] for e in errors if e}))
-    return result
 
 
 def images_by_source(store, collection_id: str) -> dict[str, dict]:
@@ -200,24 +171,31 @@ def test_the_project_s_own_folders_inside_the_root_are_never_scanned(tmp_path, m
     assert len(list(rt.store.images.iter_collection(first["collection_id"]))) == 3
 
 
-def test_a_scan_that_hits_a_bug_ends_its_job_failed_with_the_reason(
-    tmp_path, mongo_url, db_name, monkeypatch
-):
-    # Given a scan whose second chunk hits a bug (the first chunk's renders are queued)
+def quick_retries(tmp_path, mongo_url, db_name, *, images, retries, chunk_size=500):
+    """A runtime whose failed messages are retried ``retries`` times within milliseconds,
+    and a folder of ``images`` photos."""
     rt = make_runtime(
         tmp_path,
         mongo_url,
         db_name,
         cache_folders=str(tmp_path / "cache"),
-        scan__chunk_size="2",
-        worker__max_retries="3",
+        scan__chunk_size=str(chunk_size),
+        worker__max_retries=str(retries),
         worker__min_backoff_ms="10",
         worker__max_backoff_ms="20",
     )
     root = tmp_path / "photos"
     root.mkdir()
-    for i in range(5):
+    for i in range(images):
         (root / f"p{i}.jpg").write_bytes(jpeg_bytes(320, 240, seed=i))
+    return rt, root
+
+
+def test_a_scan_that_hits_a_bug_ends_its_job_failed_with_the_reason(
+    tmp_path, mongo_url, db_name, monkeypatch
+):
+    # Given a scan whose second chunk hits a bug (the first chunk's renders are queued)
+    rt, root = quick_retries(tmp_path, mongo_url, db_name, images=5, retries=3, chunk_size=2)
     real = rt.store.items.insert_planned
     calls: list[int] = []
 
@@ -249,18 +227,7 @@ def test_a_scan_that_runs_out_of_retries_ends_its_job_failed_with_the_reason(
     tmp_path, mongo_url, db_name, monkeypatch
 ):
     # Given a scan that meets a database fault that never clears
-    rt = make_runtime(
-        tmp_path,
-        mongo_url,
-        db_name,
-        cache_folders=str(tmp_path / "cache"),
-        worker__max_retries="2",
-        worker__min_backoff_ms="10",
-        worker__max_backoff_ms="20",
-    )
-    root = tmp_path / "photos"
-    root.mkdir()
-    (root / "a.jpg").write_bytes(jpeg_bytes(320, 240))
+    rt, root = quick_retries(tmp_path, mongo_url, db_name, images=1, retries=2)
     calls: list[int] = []
 
     def insert_planned(items):

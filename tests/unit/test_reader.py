@@ -1,7 +1,6 @@
 """Reading one source by reference: odd names, duplicated entries, entries that cannot be read."""
 
 import os
-import zipfile
 
 import pytest
 from thumbcache.errors import (
@@ -16,7 +15,7 @@ from thumbcache.sources.reader import read_source
 from thumbcache.sources.refs import SourceRef, parse_ref
 
 from tests.imagegen import jpeg_bytes
-from tests.zipgen import DEFLATE64, ENCRYPTED, break_deflate_stream, patch_entry, write_zip
+from tests.zipgen import unreadable_entries_zip, write_zip
 
 LIMITS = LimitSettings()
 
@@ -38,14 +37,7 @@ def test_each_entry_of_a_duplicated_name_is_read_by_its_number(tmp_path):
 
 def test_entries_that_cannot_be_read_fail_with_a_class_that_says_why(tmp_path):
     page = jpeg_bytes(64, 64)
-    write_zip(
-        tmp_path / "odd.cbz",
-        [("enc.jpg", page), ("m9.jpg", page), ("broken.jpg", page), ("ok.jpg", page)],
-        zipfile.ZIP_DEFLATED,
-    )
-    patch_entry(tmp_path / "odd.cbz", 0, add_flags=ENCRYPTED)
-    patch_entry(tmp_path / "odd.cbz", 1, method=DEFLATE64)
-    break_deflate_stream(tmp_path / "odd.cbz", 2)
+    unreadable_entries_zip(tmp_path / "odd.cbz", page)
     with pytest.raises(UnsupportedArchiveEntry, match="encrypted"):
         read_source(str(tmp_path), SourceRef("odd.cbz", "enc.jpg"), LIMITS)
     with pytest.raises(UnsupportedArchiveEntry, match="compression method 9 not supported"):

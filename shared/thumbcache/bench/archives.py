@@ -30,9 +30,11 @@ import statistics
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -83,25 +85,28 @@ def walk_old(root: str) -> list[str]:
         return sorted(i.filename for i in zf.infolist() if not i.is_dir())
 
 
-def probe_old(root: str, name: str) -> None:
-    """The old reader, per entry: open the archive, parse its directory, open the entry."""
+@contextmanager
+def entry_old(root: str, name: str) -> Iterator[BinaryIO]:
+    """What the old reader did per entry: open the archive, parse its whole directory, open
+    the entry."""
     path = os.path.join(root, ARCHIVE)
     with (
         open_regular_file(path, beneath=root) as (fh, _st),
         zipfile.ZipFile(fh) as zf,
         zf.open(zf.getinfo(name)) as entry,
     ):
-        probe(entry, LIMITS)  # type: ignore[arg-type]
+        yield entry  # type: ignore[misc]
+
+
+def probe_old(root: str, name: str) -> None:
+    """The old scanner's header probe of one entry."""
+    with entry_old(root, name) as entry:
+        probe(entry, LIMITS)
 
 
 def read_old(root: str, name: str) -> bytes:
-    """The old render read, per entry: a full directory parse, then the entry's bytes."""
-    path = os.path.join(root, ARCHIVE)
-    with (
-        open_regular_file(path, beneath=root) as (fh, _st),
-        zipfile.ZipFile(fh) as zf,
-        zf.open(zf.getinfo(name)) as entry,
-    ):
+    """The old render read of one entry."""
+    with entry_old(root, name) as entry:
         return entry.read()
 
 
