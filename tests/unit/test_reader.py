@@ -13,9 +13,10 @@ from thumbcache.settings import LimitSettings
 from thumbcache.sources import reader
 from thumbcache.sources.reader import read_source
 from thumbcache.sources.refs import SourceRef, parse_ref
+from thumbcache.sources.walk import walk
 
 from tests.imagegen import jpeg_bytes
-from tests.zipgen import unreadable_entries_zip, write_zip
+from tests.zipgen import rename_entry_bytes, unreadable_entries_zip, write_zip
 
 LIMITS = LimitSettings()
 
@@ -99,3 +100,17 @@ def test_a_chunk_reader_does_not_follow_an_archive_swapped_for_a_link_out(tmp_pa
         chunk.open(SourceRef("a.cbz", "2.jpg")),
     ):
         pass
+
+
+def test_an_entry_name_in_a_legacy_code_page_is_walked_and_read_under_one_reference(tmp_path):
+    # Given an entry whose name is Latin-1 bytes without the UTF-8 flag (zipfile reads cp437)
+    page = jpeg_bytes(20, 20)
+    write_zip(tmp_path / "old.zip", [("cafe.jpg", page)])
+    rename_entry_bytes(tmp_path / "old.zip", 0, b"caf\xe9.jpg", utf8_flag=False)
+    # When it is walked, then read by the reference the walk gave
+    (candidate,) = walk(str(tmp_path), LIMITS)
+    text = str(candidate.ref)
+    # Then the reference is the cp437 reading, storable, and reads the entry's bytes
+    assert text == "old.zip#caf\u0398.jpg"  # 0xE9 is Θ in cp437
+    text.encode("utf-8")
+    assert read_source(str(tmp_path), parse_ref(text), LIMITS)[0] == page
