@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 from thumbcache.broker import make_broker
@@ -14,11 +15,17 @@ from thumbcache_control.embedded_run import declare_all_stages
 from tests.imagegen import jpeg_bytes
 
 
-def make_runtime(tmp_path: Path, mongo_url: str, db_name: str, **env: str) -> Runtime:
+def make_runtime(
+    tmp_path: Path, mongo_url: str, db_name: str, data_dir: Path | None = None, **env: str
+) -> Runtime:
     settings = load_settings(
         files=[],
         env={f"THUMBCACHE_{k.upper()}": v for k, v in env.items()},
-        overrides={"data_dir": str(tmp_path / "data"), "mongo_url": mongo_url, "database": db_name},
+        overrides={
+            "data_dir": str(data_dir or tmp_path / "data"),
+            "mongo_url": mongo_url,
+            "database": db_name,
+        },
     )
     broker = make_broker(settings)
     rt = Runtime(settings, connect(mongo_url, db_name), broker)
@@ -64,3 +71,15 @@ def scanned_job(rt: Runtime, root: Path) -> dict:
     scan_step(rt, ScanRequest.from_dict(message.args[0]))
     rt.broker.flush_all()
     return job
+
+
+def outcomes(store: Any, job_id: str) -> dict[str, str]:
+    """{source: "completed" | "skipped" | the error classes of its failure, joined by +}."""
+    result = {}
+    for item in store.items.iter_job(job_id):
+        if item["outcome"] != "failed":
+            result[item["source"]] = item["outcome"]
+            continue
+        errors = [item.get("error")] + [s.get("error") for s in item["stages"].values()]
+        result[item["source"]] = "+".join(sorted({e["class"] for e in errors if e}))
+    return result

@@ -61,7 +61,11 @@ class ArchiveLimitExceeded(PermanentError):
 
 
 class CorruptArchive(PermanentError):
-    """The archive cannot be read as a ZIP file."""
+    """The archive cannot be read as a ZIP file, or an entry's data is damaged."""
+
+
+class UnsupportedArchiveEntry(PermanentError):
+    """An archive entry no reader here decodes: encrypted, or an unsupported compression."""
 
 
 class SourceMissing(PermanentError):
@@ -75,6 +79,8 @@ class WorkerCrashed(PermanentError):
 class Quarantined(PermanentError):
     """The unchanged image failed in too many jobs: left out of scans until ``--force``."""
 
+    counts_toward_quarantine = False  # already quarantined: a count would only grow
+
 
 class StaleItem(PermanentError):
     """The item went stale (no heartbeat) too many times: failed as poison."""
@@ -86,6 +92,20 @@ class RenderTimeout(PermanentError):
 
 class RenderCrashed(PermanentError):
     """The render process died while rendering this image (its decoder crashed)."""
+
+
+class UnexpectedSourceError(PermanentError):
+    """An exception nobody foresaw while reading one source: that source alone fails, its
+    error stored under the exception's own class name (the traceback goes to the log)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause) or repr(cause))
+        self.cause_class = type(cause).__name__
+
+    @property
+    def error_class(self) -> str:
+        """The class name of the exception that was raised."""
+        return self.cause_class
 
 
 class TransientError(ThumbcacheError):

@@ -31,7 +31,9 @@ from types import MappingProxyType
 
 FAULTS_VARIABLE = "THUMBCACHE_FAULTS"
 FAULTS_DIR_VARIABLE = "THUMBCACHE_FAULTS_DIR"
-POINTS = frozenset({"before_render", "in_render_process", "after_rename", "after_record"})
+POINTS = frozenset(
+    {"before_render", "in_render_process", "after_rename", "after_record", "scan_chunk"}
+)
 ACTIONS = frozenset({"kill", "raise", "sleep"})
 
 

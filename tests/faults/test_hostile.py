@@ -44,7 +44,7 @@ from tests.invariants import (
     assert_renditions_valid,
     tree_snapshot,
 )
-from tests.pipeline_helpers import drain, make_runtime, scan_messages
+from tests.pipeline_helpers import drain, make_runtime, outcomes, scan_messages
 
 pytestmark = pytest.mark.integration
 
@@ -218,19 +218,6 @@ class OpenWatch:
 def snapshot(base: Path, exclude: set[Path]) -> dict[str, tuple[int, int, int]]:
     """Everything under ``base`` but the excluded trees (see ``tests.invariants``)."""
     return tree_snapshot(str(base), tuple(str(p) for p in exclude))
-
-
-def outcomes(store, job_id: str) -> dict[str, str]:
-    """{source: "completed" | "skipped" | error class of its failure}."""
-    result = {}
-    for item in store.items.iter_job(job_id):
-        if item["outcome"] != "failed":
-            result[item["source"]] = item["outcome"]
-            continue
-        errors = [item.get("error")] + [s.get("error") for s in item["stages"].values()]
-        classes = sorted({e["class"] for e in errors if e})
-        result[item["source"]] = "+".join(classes)
-    return result
 
 
 def peak_rss_kb(pid: int) -> int:

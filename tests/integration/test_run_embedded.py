@@ -21,6 +21,7 @@ from tests.invariants import (
     assert_renditions_valid,
     rendition_files,
 )
+from tests.zipgen import ENCRYPTED, patch_entry, write_zip
 
 pytestmark = pytest.mark.integration
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
@@ -246,3 +247,118 @@ def test_a_render_over_its_time_limit_fails_alone_and_the_run_says_so(tmp_path, 
             assert "stopped after 1." in error["message"]
         assert job["completed"] == 2
     assert "slow.jpg" in (data / "thumbcache.log").read_text()
+
+
+def test_run_renders_odd_names_apart_and_never_scans_its_own_data_dir(tmp_path, clean_env):
+    # Given a folder with a Latin-1 name, a file named like an entry of the archive beside it,
+    # an archive with two entries of one name and one encrypted entry, and the data dir inside
+    root = tmp_path / "photos"
+    root.mkdir()
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.jpg"), "wb") as fh:
+        fh.write(jpeg_bytes(640, 480, seed=1))
+    write_zip(root / "photo.zip", [("1.jpg", jpeg_bytes(600, 400, seed=2))])
+    (root / "photo.zip#1.jpg").write_bytes(jpeg_bytes(400, 600, seed=3))
+    write_zip(
+        root / "dup.cbz",
+        [
+            ("p.jpg", jpeg_bytes(500, 500, seed=4)),
+            ("p.jpg", jpeg_bytes(500, 250, seed=5)),
+            ("secret.jpg", jpeg_bytes(500, 500, seed=6)),
+        ],
+    )
+    patch_entry(root / "dup.cbz", 2, add_flags=ENCRYPTED)
+    data = root / "data"  # not hidden: scanned into itself before issue 10
+
+    # When it is run, twice
+    runs = [
+        thumbcache("run", str(root), "--data-dir", str(data), "--json", env=clean_env)
+        for _ in range(2)
+    ]
+
+    # Then each run ends; each source has an outcome; renditions for the good ones, a reason
+    # for the bad one; and the second run finds the same six sources, the good ones current
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    first, second = (last_json(r.stdout) for r in runs)
+    assert (first["status"], first["total"], first["completed"], first["failed"]) == (
+        "done",
+        6,
+        5,
+        1,
+    )
+    assert (second["status"], second["total"], second["skipped"], second["failed"]) == (
+        "done",
+        6,
+        5,
+        1,
+    )
+    listing = thumbcache(
+        "images", first["collection_id"], "--data-dir", str(data), "--json", env=clean_env
+    )
+    images = {d["source"]: d for d in map(json.loads, listing.stdout.splitlines())}
+    assert set(images) == {
+        "caf%E9.jpg",
+        "photo.zip#1.jpg",
+        "photo.zip%231.jpg",
+        "dup.cbz#p.jpg",
+        "dup.cbz#p.jpg#2",
+        "dup.cbz#secret.jpg",
+    }
+    assert images["dup.cbz#secret.jpg"]["error"].startswith("UnsupportedArchiveEntry")
+    assert "encrypted" in images["dup.cbz#secret.jpg"]["error"]
+    sizes = {
+        source: (image["cache"]["width"], image["cache"]["height"])
+        for source, image in images.items()
+        if image["cache"]
+    }
+    assert sizes == {
+        "caf%E9.jpg": (640, 480),
+        "photo.zip#1.jpg": (600, 400),
+        "photo.zip%231.jpg": (400, 600),
+        "dup.cbz#p.jpg": (500, 500),
+        "dup.cbz#p.jpg#2": (500, 250),
+    }
+    with EmbeddedStore(data) as store:
+        assert_job_exact(store, first["job_id"])
+        assert_job_exact(store, second["job_id"])
+        assert_folders_match_disk(store)
+
+
+def test_run_stops_waiting_when_its_scan_fails_and_the_next_run_starts_anew(tmp_path, clean_env):
+    # Given a collection whose scan hits an error it cannot get past
+    make_collection(tmp_path / "photos")
+    data = tmp_path / "data"
+    broken = {
+        **clean_env,
+        "THUMBCACHE_FAULTS": "scan_chunk=raise",  # a RuntimeError, on every try
+        "THUMBCACHE_WORKER__MIN_BACKOFF_MS": "10",
+        "THUMBCACHE_WORKER__MAX_BACKOFF_MS": "50",
+    }
+
+    # When it is run
+    failed = thumbcache(
+        "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=broken, timeout=120
+    )
+
+    # Then the run ends (it does not wait forever), says the job failed and why
+    assert failed.returncode == 1, failed.stderr
+    summary = last_json(failed.stdout)
+    assert summary["status"] == "failed"
+    assert "InjectedFault" in failed.stderr
+    status = thumbcache(
+        "status", summary["job_id"], "--data-dir", str(data), "--json", env=clean_env
+    )
+    shown = json.loads(status.stdout)
+    assert shown["status"] == "failed"
+    assert shown["error"]["class"] == "InjectedFault"
+    assert "injected fault at scan_chunk" in shown["error"]["message"]
+    assert "after 6 tries" in shown["error"]["message"]  # 1 + worker.max_retries
+
+    # And the next run of the folder starts a new job rather than resuming the failed one
+    again = thumbcache(
+        "run", str(tmp_path / "photos"), "--data-dir", str(data), "--json", env=clean_env
+    )
+    assert again.returncode == 0, again.stderr
+    rerun = last_json(again.stdout)
+    assert rerun["job_id"] != summary["job_id"]
+    assert rerun["status"] == "done"

@@ -125,3 +125,21 @@ def test_warming_regenerates_the_most_viewed_incomplete_collection(tmp_path, mon
     job = assert_job_exact(rt.store, started[0]["job_id"])
     assert job["kind"] == "warm" and job["stages"]["cache"]["completed"] == 2
     assert warm(rt, top=5) == []  # nothing missing any more
+
+
+def test_plan_counts_no_rendition_of_a_cache_folder_inside_the_collection(
+    tmp_path, mongo_url, db_name
+):
+    # Given a collection whose cache folder lies inside it, already rendered once
+    root = folder_of(tmp_path, 3)
+    rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(root / "renditions"))
+    start_scan(rt, str(root))
+    drain(rt)
+    assert rendition_files(str(root / "renditions"))  # there are files to be misled by
+
+    # When a plan walks the collection
+    plan = plan_source(rt, str(root))
+
+    # Then only the three photos count, all current
+    assert plan["skip"] == {"thumbnail": 3, "cache": 3}
+    assert plan["render"] == {"thumbnail": 0, "cache": 0}

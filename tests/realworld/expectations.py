@@ -1,8 +1,10 @@
 """Files the reference decoder reads fully that thumbcache fails **on purpose**, each explained.
 
 A decodable file that fails is a bug unless it is listed here with the failure class it is
-expected to have and one line saying why that is the right outcome. Patterns are shell-style,
-matched against the file's path in the corpus (``pillow/...``, ``pi-heif/...``,
+expected to have and one line saying why that is the right outcome. An entry with no classes
+names a file the reference opens that is not an image candidate by design (docs/FORMATS.md:
+candidates have an image extension or a recognised signature), so it may be absent. Patterns
+are shell-style, matched against the file's path in the corpus (``pillow/...``, ``pi-heif/...``,
 ``pngsuite/...``). Keep this table short and honest: a failure listed here is never reported.
 """
 
@@ -31,6 +33,28 @@ EXPECTATIONS: tuple[Expectation, ...] = (
         ("UnsupportedFormat",),
         "EPS is a PostScript program: rendering it runs Ghostscript on untrusted input",
     ),
+)
+
+
+_NO_SIGNATURE = "no image extension, and its format has no signature thumbcache can sniff"
+_STUB = "Pillow opens only the header of this scientific format (a stub plugin); no one renders it"
+NOT_CANDIDATES: tuple[Expectation, ...] = tuple(
+    Expectation(pattern, (), why)
+    for pattern, why in (
+        ("*pillow/fli_overrun.bin", "a fuzzer's FLI animation named .bin: " + _NO_SIGNATURE),
+        ("*pillow/fli_overrun2.bin", "a fuzzer's FLI animation named .bin: " + _NO_SIGNATURE),
+        ("*pillow/pcx_overrun.bin", "a fuzzer's PCX named .bin: " + _NO_SIGNATURE),
+        ("*pillow/pcx_overrun2.bin", "a fuzzer's PCX named .bin: " + _NO_SIGNATURE),
+        ("*pillow/raw_negative_stride.bin", "McIdas area data named .bin: " + _NO_SIGNATURE),
+        ("*pillow/cmx3g8_wv_1998.260_0745_mcidas.ara", "McIdas area data: " + _NO_SIGNATURE),
+        ("*pillow/bw_gradient.imt", "IM Tools data: " + _NO_SIGNATURE),
+        ("*pillow/dilation4.lut", "a morphology table that happens to parse as TGA"),
+        ("*pillow/hopper.p7", "an XV thumbnail cache file: " + _NO_SIGNATURE),
+        ("*pillow/hopper.spider", "SPIDER (electron microscopy) data: " + _NO_SIGNATURE),
+        ("*pillow/hdf5.h5", _STUB),
+        ("*pillow/WAlaska.wind.7days.grb", _STUB),
+        ("*pillow/gfs.t06z.rassda.tm00.bufr_d", _STUB),
+    )
 )
 
 

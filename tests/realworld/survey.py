@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.realworld import reference, sources
-from tests.realworld.expectations import EXPECTATIONS, Expectation, unused
+from tests.realworld.expectations import EXPECTATIONS, NOT_CANDIDATES, Expectation, unused
 from tests.realworld.looks import looks_wrong
 from tests.realworld.runner import RunResult, rendition_problems, run_corpus
-from tests.realworld.verdict import Figures, figures
+from tests.realworld.verdict import NOT_A_CANDIDATE, Figures, figures
 
 RUN_TIMEOUT_SECONDS = 900.0  # hang detection only: the corpus runs in well under a minute
 
@@ -43,7 +43,12 @@ def survey(data_dir: Path, timeout: float = RUN_TIMEOUT_SECONDS) -> Survey:
     timings["reference"] = time.monotonic() - started
     result = run_corpus(root, data_dir, timeout)
     timings["run"] = result.seconds
-    judged = figures(references, result.images, reference.known_image_extensions(), EXPECTATIONS)
+    judged = figures(
+        references,
+        result.images,
+        reference.known_image_extensions(),
+        EXPECTATIONS + NOT_CANDIDATES,
+    )
     failed_paths = [s for s, line in result.images.items() if line.get("error")]
     return Survey(
         root=root,
@@ -51,7 +56,8 @@ def survey(data_dir: Path, timeout: float = RUN_TIMEOUT_SECONDS) -> Survey:
         run=result,
         figures=judged,
         rendition_problems=rendition_problems(result.images),
-        unused_expectations=unused(EXPECTATIONS, failed_paths),
+        unused_expectations=unused(EXPECTATIONS, failed_paths)
+        + unused(NOT_CANDIDATES, [j.path for j in judged.having(NOT_A_CANDIDATE)]),
         looks_different=_looks_different(root, result, references),
         timings=timings,
     )

@@ -12,6 +12,7 @@ from tests.realworld.verdict import (
     FAILED,
     IGNORED,
     NO_OUTCOME,
+    NOT_A_CANDIDATE,
     RENDERED,
     WRONGLY_FAILED,
     figures,
@@ -44,6 +45,13 @@ def test_a_decodable_file_missing_from_the_collection_is_dropped():
 
 def test_a_file_with_an_image_extension_must_appear_even_if_the_reference_cannot_open_it():
     assert judge(unreadable("a.heic"), None, KNOWN, ()).verdict == DROPPED
+
+
+def test_a_file_the_reference_opens_may_be_absent_only_when_an_expectation_says_why():
+    why = Expectation("odd/*.bin", (), "no image extension, no signature")
+    judged = judge(decodable("odd/a.bin"), None, KNOWN, (why,))
+    assert (judged.verdict, judged.expectation) == (NOT_A_CANDIDATE, why)
+    assert judge(decodable("other/a.bin"), None, KNOWN, (why,)).verdict == DROPPED
 
 
 def test_a_file_nobody_reads_as_an_image_may_be_left_out():

@@ -1,8 +1,9 @@
 """Judge each corpus file against the reference decoder and the expectations (pure logic).
 
 A file **must appear** in the collection when the reference opens it or its extension names an
-image format. It is **dropped** when it must appear and does not; **wrongly failed** when the
-reference decodes it fully and it failed without a matching expectation.
+image format. It is **dropped** when it must appear and does not, unless an expectation with no
+failure classes says it is not a candidate by design; **wrongly failed** when the reference
+decodes it fully and it failed without a matching expectation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ WRONGLY_FAILED = "wrongly failed"
 DROPPED = "dropped"
 NO_OUTCOME = "no outcome"  # recorded, but neither rendered nor failed
 IGNORED = "ignored"  # not an image by any account, and not recorded: right
+NOT_A_CANDIDATE = "not a candidate"  # the reference opens it, an expectation says why not us
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,12 @@ def judge(
     """The verdict on one file, from the reference and the image line recorded for it."""
     path = reference.path
     if line is None:
-        verdict = DROPPED if must_appear(reference, known_extensions) else IGNORED
-        return Judged(path, verdict, reference)
+        if not must_appear(reference, known_extensions):
+            return Judged(path, IGNORED, reference)
+        expectation = expectation_for(path, expectations)
+        if expectation is not None and not expectation.classes:
+            return Judged(path, NOT_A_CANDIDATE, reference, expectation=expectation)
+        return Judged(path, DROPPED, reference)
     error = line.get("error")
     if error is None:
         rendered = line.get("thumbnail") is not None and line.get("cache") is not None

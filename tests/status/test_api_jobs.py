@@ -75,6 +75,25 @@ def test_jobs_page_newest_first_and_filter_by_status_and_collection(
     assert first["next_cursor"] == ids[4]
 
 
+def test_a_failed_job_shows_its_reason_and_is_listed_as_failed(
+    fresh: tuple[Store, Settings],
+) -> None:
+    store, settings = fresh
+    ok, stopped = new_job_id(now=1_700_000_000), new_job_id(now=1_700_000_001)
+    for job_id in (ok, stopped):
+        store.jobs.create(job_id, "a" * 16, "/r", force=False, recipes={})
+    reason = {"class": "StateUnavailable", "message": "down (the scan gave up after 6 tries)"}
+    assert store.jobs.fail(stopped, reason)
+    client = falcon.testing.TestClient(create_app(store, settings))
+
+    body = client.simulate_get(f"/v1/jobs/{stopped}").json
+    assert (body["status"], body["error"]) == ("failed", reason)
+    assert body["finished_at"] is not None and body["eta_s"] is None and body["idle_s"] is None
+    assert client.simulate_get(f"/v1/jobs/{ok}").json["error"] is None
+    page = client.simulate_get("/v1/jobs", params={"status": "failed"}).json
+    assert [j["job_id"] for j in page["items"]] == [stopped]
+
+
 def test_a_job_in_progress_names_the_file_and_worker_of_its_running_stage(
     fresh: tuple[Store, Settings], tmp_path: Path
 ) -> None:

@@ -66,3 +66,10 @@ def test_a_stalled_job_shows_how_long_it_has_been_idle_and_its_rate_falls() -> N
 def test_naive_bson_dates_are_read_as_utc() -> None:
     naive = job(completed=10, started_at=T0.replace(tzinfo=None))
     assert rate_per_s(naive, at(10)) == 1.0
+
+
+def test_a_failed_job_keeps_its_rate_and_has_neither_eta_nor_idle_time() -> None:
+    failed = job(status="failed", completed=40, finished_at=at(20), scan={"complete": False})
+    assert rate_per_s(failed, at(5000)) == 2.0
+    assert eta_s(failed, 2.0) is None  # it will never end by itself: no ETA
+    assert idle_s(failed, at(5000)) is None  # ended, not stuck

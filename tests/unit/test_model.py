@@ -1,8 +1,18 @@
 """Pure rules of the job state: skip key, outcomes, recounts, ids."""
 
+import os
+
 from thumbcache.ids import collection_id_for, image_id_for, new_job_id
 from thumbcache.settings import RenditionSettings
-from thumbcache.state.model import image_outcome, job_is_finished, recipe_hash, rendition_is_current
+from thumbcache.state.model import (
+    JOB_STATUSES,
+    error_doc,
+    image_outcome,
+    job_has_ended,
+    job_is_finished,
+    recipe_hash,
+    rendition_is_current,
+)
 from thumbcache.state.recount import counters_from_items, flatten
 
 FP = {"size": 10, "mtime_ns": 5, "crc": None}
@@ -124,3 +134,16 @@ def test_shared_holders_run_together_and_an_exclusive_holder_runs_alone():
         t.join()
     assert all(o == ("x",) for o in overlaps if "x" in o)  # exclusive: alone, always
     assert any(o.count("s") == 2 for o in overlaps)  # shared: together
+
+
+def test_a_failed_job_has_ended_as_a_done_one_has():
+    assert "failed" in JOB_STATUSES
+    assert job_has_ended({"status": "done"}) and job_has_ended({"status": "failed"})
+    assert not job_has_ended({"status": "running"}) and not job_has_ended({"status": "stalled"})
+
+
+def test_a_reason_quoting_a_name_that_is_not_utf8_can_still_be_stored():
+    name = os.fsdecode(b"caf\xe9.jpg")  # as os gives it: a surrogate escape
+    doc = error_doc("SourceMissing", f"{name} no longer exists")
+    doc["message"].encode("utf-8")  # BSON needs valid UTF-8
+    assert doc["message"] == "caf\\udce9.jpg no longer exists"

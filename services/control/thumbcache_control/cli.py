@@ -17,7 +17,7 @@ from thumbcache.contracts import LANES, WORKER_MODULE_OF_STAGE, queues_of
 from thumbcache.errors import ConfigError, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.settings import Settings, load_settings
-from thumbcache.state.model import JOB_DONE
+from thumbcache.state.model import JOB_FAILED, job_has_ended
 
 from thumbcache_control.summary import human_status, image_line, job_summary
 
@@ -158,6 +158,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_JOB_COULD_NOT_RUN
     job = run_job(settings, args.source, force=args.force, progress=progress_stream())
     _print_summary(job, as_json=args.json)
+    if job["status"] == JOB_FAILED:
+        return EXIT_JOB_COULD_NOT_RUN
     if job_summary(job)["failed"]:
         if not args.json:
             print(f"details: {run_log_path(settings)}")
@@ -175,6 +177,13 @@ def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
         f"{summary['completed']} rendered, {summary['skipped']} already current, "
         f"{summary['failed']} failed (collection {summary['collection_id']})"
     )
+    if job["status"] == JOB_FAILED:
+        error = job.get("error") or {}
+        print(
+            f"thumbcache: job {summary['job_id']} failed: {error.get('class')}: "
+            f"{error.get('message')}",
+            file=sys.stderr,
+        )
     if summary["failed"]:
         print(f"see the reasons: thumbcache status {summary['job_id']}")
 
@@ -217,12 +226,14 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         if not args.wait:
             print(json.dumps({"job_id": job["_id"]}) if args.json else job["_id"])
             return EXIT_OK
-        _print_summary(_wait_for_job(store, job["_id"]), as_json=args.json)
-    return EXIT_OK
+        ended = _wait_for_job(store, job["_id"])
+        _print_summary(ended, as_json=args.json)
+    return EXIT_JOB_COULD_NOT_RUN if ended["status"] == JOB_FAILED else EXIT_OK
 
 
 def _wait_for_job(store: Any, job_id: str) -> dict[str, Any]:
-    """Poll until the job is done; a database outage is waited out, not fatal (the job goes on)."""
+    """Poll until the job ends (done or failed); a database outage is waited out, not fatal
+    (the job goes on)."""
     from pymongo.errors import ConnectionFailure
 
     while True:
@@ -233,7 +244,7 @@ def _wait_for_job(store: Any, job_id: str) -> dict[str, Any]:
                 "waiting for job %s: the database is unreachable (%s); retrying", job_id, exc
             )
             current = None
-        if current is not None and current["status"] == JOB_DONE:
+        if current is not None and job_has_ended(current):
             return dict(current)
         time.sleep(0.5)
 
@@ -256,7 +267,14 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         ]
         if args.json:
             print(
-                json.dumps({**job_summary(job), "stages": job.get("stages"), "failures": failures})
+                json.dumps(
+                    {
+                        **job_summary(job),
+                        "error": job.get("error"),
+                        "stages": job.get("stages"),
+                        "failures": failures,
+                    }
+                )
             )
         else:
             print(human_status(job))

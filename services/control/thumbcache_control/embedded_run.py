@@ -29,7 +29,7 @@ from thumbcache.pipeline.recovery import (
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.settings import Settings
-from thumbcache.state.model import JOB_DONE
+from thumbcache.state.model import job_has_ended
 from thumbcache.state.store import Store, connect
 from thumbcache.storage.atomic import remove_leftover_temps
 from thumbcache.storage.layout import STAGE_DIRS
@@ -136,7 +136,7 @@ def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
             rate = _rate(samples)
             progress.write("\r" + progress_line(job, rate) + CLEAR_TO_END_OF_LINE)
             progress.flush()
-        if job["status"] == JOB_DONE:
+        if job_has_ended(job):  # done, or failed with its reason
             if progress is not None:
                 progress.write("\n")
             return job

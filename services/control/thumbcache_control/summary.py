@@ -80,6 +80,9 @@ def human_status(job: Mapping[str, Any]) -> str:
         f"  images: total {job.get('total', 0)}  completed {job.get('completed', 0)}  "
         f"skipped {job.get('skipped', 0)}  failed {job.get('failed', 0)}",
     ]
+    error = job.get("error")
+    if error:  # a job that ended failed: why its scan could not go on
+        lines.append(f"  failed: {error.get('class')}: {error.get('message')}")
     for stage, counts in (job.get("stages") or {}).items():
         lines.append(
             f"  {stage:<9} total {counts.get('total', 0)}  completed {counts.get('completed', 0)}  "

@@ -131,6 +131,7 @@ def _schemas() -> dict[str, Any]:
                 "finished_at": TIME,
                 "last_progress_at": TIME,
                 "scan_complete": {"type": "boolean"},
+                "error": _nullable(_obj({"class": STR, "message": STR})),
                 "rate_per_s": NNUM,
                 "eta_s": NNUM,
                 "idle_s": NNUM,

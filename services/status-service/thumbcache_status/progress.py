@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from thumbcache.state.model import JOB_DONE
+from thumbcache.state.model import JOB_DONE, job_has_ended
 
 
 def images_done(job: Mapping[str, Any]) -> int:
@@ -22,7 +22,7 @@ def rate_per_s(job: Mapping[str, Any], now: dt.datetime) -> float | None:
     started = job.get("started_at")
     if not isinstance(started, dt.datetime):
         return None
-    end = job.get("finished_at") if job.get("status") == JOB_DONE else now
+    end = job.get("finished_at") if job_has_ended(job) else now
     if not isinstance(end, dt.datetime):
         end = now
     elapsed = (_aware(end) - _aware(started)).total_seconds()
@@ -33,9 +33,12 @@ def rate_per_s(job: Mapping[str, Any], now: dt.datetime) -> float | None:
 
 
 def eta_s(job: Mapping[str, Any], rate: float | None) -> float | None:
-    """Seconds left at ``rate``: 0 when done, None while the total is unknown (scanning)."""
+    """Seconds left at ``rate``: 0 when done, None while the total is unknown (scanning) or
+    when the job failed (it will not end by itself)."""
     if job.get("status") == JOB_DONE:
         return 0.0
+    if job_has_ended(job):
+        return None
     if not (job.get("scan") or {}).get("complete") or not rate:
         return None
     left = max(0, int(job.get("total", 0)) - images_done(job))
@@ -43,9 +46,10 @@ def eta_s(job: Mapping[str, Any], rate: float | None) -> float | None:
 
 
 def idle_s(job: Mapping[str, Any], now: dt.datetime) -> float | None:
-    """Seconds since the job last moved (None when done): the number behind "appears stale"."""
+    """Seconds since the job last moved (None once it ended): the number behind "appears
+    stale"."""
     last = job.get("last_progress_at")
-    if job.get("status") == JOB_DONE or not isinstance(last, dt.datetime):
+    if job_has_ended(job) or not isinstance(last, dt.datetime):
         return None
     return round(max(0.0, (now - _aware(last)).total_seconds()), 1)
 

@@ -51,6 +51,14 @@ def current_items(items: Iterable[Mapping[str, Any]], cap: int) -> list[dict[str
     return rows[:cap]
 
 
+def _job_error(job: Mapping[str, Any]) -> dict[str, str] | None:
+    """Why a failed job's scan could not go on (class and message), else None."""
+    error = job.get("error")
+    if not error:
+        return None
+    return {"class": str(error.get("class", "Unknown")), "message": str(error.get("message", ""))}
+
+
 def job_view(
     job: Mapping[str, Any], running: list[dict[str, Any]], now: dt.datetime
 ) -> dict[str, Any]:
@@ -65,6 +73,7 @@ def job_view(
         "finished_at": iso(job.get("finished_at")),
         "last_progress_at": iso(job.get("last_progress_at")),
         "scan_complete": bool((job.get("scan") or {}).get("complete")),
+        "error": _job_error(job),
         "rate_per_s": rate,
         "eta_s": eta_s(job, rate),
         "idle_s": idle_s(job, now),

@@ -181,6 +181,8 @@ def _undo_decoder_orientation(im: Image.Image, header: Header) -> Image.Image:
 def _to_8bit(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
     """``im`` in one of L, LA, RGB, RGBA; CMYK is converted to sRGB here (profile consumed)."""
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:  # a tRNS colour key: transparent
+        return im.convert("RGBA"), icc
     if mode in ("L", "LA", "RGB", "RGBA"):
         return im, icc
     if mode == "CMYK":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from thumbcache.imaging.formats import (
 from thumbcache.imaging.jxl import check_jxl
 from thumbcache.imaging.plugins import missing_reader, register_plugins
 from thumbcache.settings import LimitSettings
+
+log = logging.getLogger(__name__)
 
 # thumbcache enforces its own configured pixel limit from the header before any decode, so
 # Pillow's built-in bomb guard (a warning at 89 MP, an error at 179 MP) is switched off: a
@@ -119,7 +122,10 @@ def read_header(im: Image.Image) -> Header:
     try:
         frames = int(getattr(im, "n_frames", 1) or 1)
     except _HEADER_ERRORS as exc:
-        raise CorruptImage(f"cannot count frames: {exc}") from None
+        # Counting walks every later frame or layer; the first, the one rendered, may be
+        # sound (a PSD with a damaged layer record still holds its merged image).
+        log.warning("cannot count the frames (%s); rendering the first", exc)
+        frames = 1
     icc = im.info.get("icc_profile")
     tables = getattr(im, "quantization", None) if fmt == "jpeg" else None
     luma = tuple(int(v) for v in tables[0]) if tables and 0 in tables else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from thumbcache.errors import EmptyFile
-from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
+from thumbcache.errors import EmptyFile, NotAnImage, UnsupportedFormat
+from thumbcache.imaging.formats import IMAGE_EXTENSIONS, NEVER_RENDERED, sniff
 from thumbcache.imaging.geometry import displayed_size
 from thumbcache.imaging.header import check_limits, open_image, read_header
 from thumbcache.imaging.raw import RAW_HEAD_BYTES, raw_kind, source_header
@@ -28,10 +29,12 @@ class ImageInfo:
     orientation: int = 1
 
 
-def probe(fp: BinaryIO, limits: LimitSettings) -> ImageInfo:
+def probe(fp: BinaryIO, limits: LimitSettings, name: str = "") -> ImageInfo:
     """Read format and displayed size from the header; enforce the pixel and frame limits.
 
-    Raises EmptyFile, NotAnImage, CorruptImage or ImageTooLarge (all permanent).
+    ``name`` (the source's name) lets a file of a format never rendered here fail as such
+    even when its content does not say so (an EPS without its header line).
+    Raises EmptyFile, NotAnImage, UnsupportedFormat, CorruptImage or ImageTooLarge.
     """
     head = fp.read(RAW_HEAD_BYTES)
     if not head:
@@ -40,8 +43,14 @@ def probe(fp: BinaryIO, limits: LimitSettings) -> ImageInfo:
     if raw_kind(head) is not None:  # a RAW is probed as its preview: the whole file is read
         _payload, header = source_header(fp.read(), limits)
     else:
-        with open_image(fp, limits) as im:
-            header = read_header(im)
+        try:
+            with open_image(fp, limits) as im:
+                header = read_header(im)
+        except NotAnImage:
+            reason = NEVER_RENDERED.get(os.path.splitext(name)[1].lower())
+            if reason is None:
+                raise
+            raise UnsupportedFormat(reason) from None
     check_limits(header, limits)
     width, height = displayed_size(header.width, header.height, header.orientation)
     return ImageInfo(header.source_format, width, height, header.frames, header.orientation)

@@ -18,7 +18,13 @@ from typing import Any
 from thumbcache.contracts import BACKFILL, RENDER_STAGES
 from thumbcache.ids import collection_id_for, image_id_for
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.scan import current_recipes, is_current, read_header, start_scan
+from thumbcache.pipeline.scan import (
+    current_recipes,
+    is_current,
+    own_folder_identities,
+    read_header,
+    start_scan,
+)
 from thumbcache.sources.walk import walk
 from thumbcache.storage.placement import FolderCandidate, choose_folder, folder_id_for
 
@@ -102,7 +108,7 @@ def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
     collection_id = collection_id_for(root)
     plan = Plan(source=root, collection_id=collection_id, folder=_folder_for(rt, collection_id))
     recipes = current_recipes(rt)
-    candidates = walk(root, rt.settings.limits)
+    candidates = walk(root, rt.settings.limits, skip=own_folder_identities(rt))
     while chunk := list(itertools.islice(candidates, rt.settings.scan.chunk_size)):
         ids = [image_id_for(collection_id, str(c.ref)) for c in chunk]
         known = rt.store.images.get_many(ids)

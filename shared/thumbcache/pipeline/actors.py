@@ -20,13 +20,15 @@ from thumbcache.contracts import (
     queue_for,
 )
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.scan import scan_step
+from thumbcache.pipeline.scan_guard import scan_or_end_job
 
 log = logging.getLogger(__name__)
 
 
 def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[Any, Any]:
-    """The scanner's actor: one time slice of a checkpointed scan."""
+    """The scanner's actor: one time slice of a checkpointed scan (a scan that cannot go on
+    ends its job failed, with the reason)."""
+    max_retries = rt.settings.worker.max_retries
 
     def scan_collection(payload: dict[str, Any]) -> None:
         try:
@@ -34,13 +36,13 @@ def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[A
         except PayloadError as exc:
             log.error("dropping malformed scan message: %s", exc)
             return
-        scan_step(rt, request)
+        scan_or_end_job(rt, request, tries=_retries_so_far() + 1, max_tries=max_retries + 1)
 
     declare = dramatiq.actor(
         actor_name=SCAN_ACTOR,
         queue_name=SCAN_QUEUE,
         broker=broker,
-        max_retries=rt.settings.worker.max_retries,
+        max_retries=max_retries,
         time_limit=rt.settings.worker.scan_time_limit_seconds * 1000,
     )
     return declare(scan_collection)

@@ -20,18 +20,20 @@ from thumbcache.contracts import (
     render_message,
     scan_message,
 )
-from thumbcache.errors import PermanentError, Quarantined
+from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError, UnsafeSource
+from thumbcache.faults import fault_point
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
-from thumbcache.imaging import ENGINE_VERSION, probe
+from thumbcache.imaging import ENGINE_VERSION, image_source, probe
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
-from thumbcache.sources.reader import open_source
-from thumbcache.sources.walk import Candidate, walk
+from thumbcache.sources.reader import ChunkReader, open_source
+from thumbcache.sources.walk import Candidate, DirIdentity, dir_identity, walk
 from thumbcache.state.model import (
     FAILED,
     PENDING,
     SKIPPED,
     error_doc,
+    job_has_ended,
     recipe_hash,
     rendition_is_current,
 )
@@ -50,6 +52,13 @@ def prepare_collection(rt: Runtime, root: str) -> dict[str, Any]:
     real_root = os.path.realpath(root)
     if not os.path.isdir(real_root):
         raise FileNotFoundError(f"collection root {root} is not a directory")
+    try:
+        real_root.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeSource(
+            f"collection root {real_root!r} is not valid UTF-8 and cannot be recorded; "
+            "rename it (names inside it may be anything)"
+        ) from None
     collection_id = collection_id_for(real_root)
     collection = rt.store.collections.ensure(collection_id, real_root)
     if collection.get("folder_id") is None:
@@ -112,14 +121,15 @@ def scan_step(
     if job is None:
         log.warning("scan for unknown job %s ignored", request.job_id)
         return True
-    if job["scan"].get("complete"):
+    if job["scan"].get("complete") or job_has_ended(job):
         return True
     collection = rt.collection(request.collection_id)
     started = clock()
     chunk_no = int(job["scan"]["chunks"])
     cursor = list(job["scan"]["cursor"])
     scan = rt.settings.scan
-    candidates = walk(collection["root"], rt.settings.limits, tuple(cursor))
+    skip = own_folder_identities(rt)
+    candidates = walk(collection["root"], rt.settings.limits, tuple(cursor), skip)
     while True:
         chunk = list(itertools.islice(candidates, scan.chunk_size))
         complete = len(chunk) < scan.chunk_size
@@ -138,6 +148,24 @@ def scan_step(
             return False
 
 
+def own_folder_identities(rt: Runtime) -> frozenset[DirIdentity]:
+    """The project's own folders, which no scan enters: the data dir, the configured cache
+    folders and every folder registered in the store (compared by identity, so a link to
+    one is left out too). Folders that do not exist (here) are not listed."""
+    paths = [
+        rt.settings.data_dir,
+        *rt.settings.effective_cache_folders(),
+        *(str(f["path"]) for f in rt.store.folders.all()),
+    ]
+    found = set()
+    for path in paths:
+        try:
+            found.add(dir_identity(os.path.expanduser(path)))
+        except OSError:
+            continue
+    return frozenset(found)
+
+
 def _scan_chunk(
     rt: Runtime,
     job: dict[str, Any],
@@ -148,6 +176,7 @@ def _scan_chunk(
     *,
     complete: bool,
 ) -> bool:
+    fault_point("scan_chunk", str(chunk[0].ref) if chunk else "")
     planned = _plan_chunk(rt, job, collection, chunk_no, chunk)
     rt.store.images.upsert_scanned(
         (p.image for p in planned), new_ids={p.image["_id"] for p in planned if p.new}
@@ -175,54 +204,59 @@ def _plan_chunk(
     known = rt.store.images.get_many(ids)
     folder = rt.folder_path(collection["folder_id"])
     planned = []
-    for image_id, candidate in zip(ids, chunk, strict=True):
-        source = str(candidate.ref)
-        image: dict[str, Any] = {
-            "_id": image_id,
-            "collection_id": collection_id,
-            "source": source,
-            "fingerprint": candidate.fingerprint.to_doc(),
-            "format": None,
-            "width": None,
-            "height": None,
-            "error": None,
-        }
-        item: dict[str, Any] = {
-            "_id": job_item_id(job["_id"], image_id),
-            "job_id": job["_id"],
-            "image_id": image_id,
-            "collection_id": collection_id,
-            "source": source,
-            "chunk": chunk_no,
-            "planned": {},
-            "stages": {},
-            "outcome": None,
-            "error": None,
-        }
-        previous = known.get(image_id) or {}
-        same_source = previous.get("fingerprint") == image["fingerprint"]
-        image["failure_count"] = int(previous.get("failure_count", 0)) if same_source else 0
-        error = (
-            candidate.error
-            or _quarantined(rt, job, image)
-            or read_header(rt, collection["root"], candidate, image)
-        )
-        if error is not None:
-            if not isinstance(error, Quarantined):
-                image["failure_count"] += 1  # counts toward quarantine like a render failure
-            image["error"] = item["error"] = error_doc(error.error_class, str(error))
-            item.update(outcome=FAILED, outcome_by=BY_SCAN)
-        else:
-            for stage in job.get("stages_wanted", RENDER_STAGES):
-                current = not job["force"] and is_current(
-                    stage, job["recipes"][stage], known.get(image_id), image["fingerprint"], folder
-                )
-                state = SKIPPED if current else PENDING
-                item["planned"][stage] = state
-                item["stages"][stage] = {"state": state, "attempts": 0}
-            if all(s == SKIPPED for s in item["planned"].values()):
-                item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
-        planned.append(_Planned(image, item, image_id not in known))
+    with ChunkReader(collection["root"], rt.settings.limits) as reader:  # an archive: one open
+        for image_id, candidate in zip(ids, chunk, strict=True):
+            source = str(candidate.ref)
+            image: dict[str, Any] = {
+                "_id": image_id,
+                "collection_id": collection_id,
+                "source": source,
+                "fingerprint": candidate.fingerprint.to_doc(),
+                "format": None,
+                "width": None,
+                "height": None,
+                "error": None,
+            }
+            item: dict[str, Any] = {
+                "_id": job_item_id(job["_id"], image_id),
+                "job_id": job["_id"],
+                "image_id": image_id,
+                "collection_id": collection_id,
+                "source": source,
+                "chunk": chunk_no,
+                "planned": {},
+                "stages": {},
+                "outcome": None,
+                "error": None,
+            }
+            previous = known.get(image_id) or {}
+            same_source = previous.get("fingerprint") == image["fingerprint"]
+            image["failure_count"] = int(previous.get("failure_count", 0)) if same_source else 0
+            error = (
+                candidate.error
+                or _quarantined(rt, job, image)
+                or read_header(rt, collection["root"], candidate, image, reader)
+            )
+            if error is not None:
+                if error.counts_toward_quarantine:
+                    image["failure_count"] += 1  # counts toward quarantine like a render failure
+                image["error"] = item["error"] = error_doc(error.error_class, str(error))
+                item.update(outcome=FAILED, outcome_by=BY_SCAN)
+            else:
+                for stage in job.get("stages_wanted", RENDER_STAGES):
+                    current = not job["force"] and is_current(
+                        stage,
+                        job["recipes"][stage],
+                        known.get(image_id),
+                        image["fingerprint"],
+                        folder,
+                    )
+                    state = SKIPPED if current else PENDING
+                    item["planned"][stage] = state
+                    item["stages"][stage] = {"state": state, "attempts": 0}
+                if all(s == SKIPPED for s in item["planned"].values()):
+                    item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
+            planned.append(_Planned(image, item, image_id not in known))
     return planned
 
 
@@ -236,14 +270,30 @@ def _quarantined(rt: Runtime, job: dict[str, Any], image: dict[str, Any]) -> Per
 
 
 def read_header(
-    rt: Runtime, root: str, candidate: Candidate, image: dict[str, Any]
+    rt: Runtime,
+    root: str,
+    candidate: Candidate,
+    image: dict[str, Any],
+    reader: ChunkReader | None = None,
 ) -> PermanentError | None:
-    """Probe a candidate's header into ``image`` (format, size); return its error, if any."""
+    """Probe a candidate's header into ``image`` (format, size); return its error, if any.
+
+    Whatever reading one source raises fails that source alone: an exception nobody foresaw
+    is returned under its own class name (and logged with its traceback). ``reader`` keeps
+    an archive open across the entries of a chunk.
+    """
+    limits = rt.settings.limits
     try:
-        with open_source(root, candidate.ref, rt.settings.limits) as (fh, _fingerprint):
-            info = probe(fh, rt.settings.limits)
+        opener = reader.open(candidate.ref) if reader else open_source(root, candidate.ref, limits)
+        with opener as (fh, _fingerprint), image_source(str(candidate.ref)):
+            info = probe(fh, limits, name=str(candidate.ref))
     except PermanentError as exc:
         return exc
+    except Exception as exc:
+        log.error(
+            "%s: unexpected %s reading its header", candidate.ref, type(exc).__name__, exc_info=exc
+        )
+        return UnexpectedSourceError(exc)
     image.update(format=info.format, width=info.width, height=info.height)
     return None
 

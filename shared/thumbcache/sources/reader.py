@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
+import lzma
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -19,8 +22,13 @@ from thumbcache.errors import (
     UnsafeSource,
 )
 from thumbcache.settings import LimitSettings
+from thumbcache.sources.archives import DIRECTORIES, open_entry
+from thumbcache.sources.fingerprint import Fingerprint
 from thumbcache.sources.refs import SourceRef
-from thumbcache.sources.walk import Fingerprint
+
+# What reading an entry's data raises when the data is damaged (a bad deflate or LZMA stream,
+# a CRC that does not match, data cut short).
+ENTRY_DATA_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, lzma.LZMAError)
 
 
 def resolve_inside(root: str, relative: str) -> str:
@@ -72,13 +80,66 @@ def open_source(
                 )
             yield fh, Fingerprint(st.st_size, st.st_mtime_ns)
             return
-        try:
-            with zipfile.ZipFile(fh) as zf:
-                info = _entry_info(zf, ref.entry, limits)
-                with zf.open(info) as entry:
-                    yield entry, Fingerprint(info.file_size, 0, info.CRC)  # type: ignore[misc]
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-            raise CorruptArchive(f"bad archive {ref.path}: {exc}") from None
+        with _open_entry(fh, st, ref, limits) as opened:
+            yield opened
+
+
+@contextmanager
+def _open_entry(
+    fh: BinaryIO, st: os.stat_result, ref: SourceRef, limits: LimitSettings
+) -> Iterator[tuple[BinaryIO, Fingerprint]]:
+    """An entry of the archive open as ``fh``; damaged data fails as CorruptArchive."""
+    directory = DIRECTORIES.get(fh, st, limits)  # parsed once per archive, not per entry
+    info = _entry_info(directory.find(str(ref.entry), ref.occurrence), ref, limits)
+    try:
+        with open_entry(fh, info) as entry:
+            yield entry, Fingerprint(info.file_size, 0, info.CRC)
+    except ENTRY_DATA_ERRORS as exc:
+        raise CorruptArchive(f"damaged data in {ref}: {exc}") from None
+
+
+class ChunkReader:
+    """Opens the sources of one scan chunk, keeping the last archive open: consecutive entries
+    of one archive (the walk yields them together) cost one open and one path check in all.
+
+    The archive stays open on the file it was when first opened inside the root, so a swap
+    afterwards is not followed. Close it (or use it as a context manager) after the chunk.
+    """
+
+    def __init__(self, root: str, limits: LimitSettings) -> None:
+        self._root = root
+        self._limits = limits
+        self._archive: tuple[str, contextlib.ExitStack, BinaryIO, os.stat_result] | None = None
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def open(self, ref: SourceRef) -> Iterator[tuple[BinaryIO, Fingerprint]]:
+        """Like :func:`open_source`, for one source of the chunk."""
+        if ref.entry is None:
+            with open_source(self._root, ref, self._limits) as opened:
+                yield opened
+            return
+        if self._archive is None or self._archive[0] != ref.path:
+            self.close()
+            stack = contextlib.ExitStack()
+            path = resolve_inside(self._root, ref.path)
+            real_root = os.path.realpath(self._root)
+            fh, st = stack.enter_context(open_regular_file(path, beneath=real_root))
+            self._archive = (ref.path, stack, fh, st)
+        _path, _stack, fh, st = self._archive
+        with _open_entry(fh, st, ref, self._limits) as opened:
+            yield opened
+
+    def close(self) -> None:
+        """Close the archive kept open, if any."""
+        if self._archive is not None:
+            self._archive[1].close()
+            self._archive = None
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -131,11 +192,11 @@ def read_bounded(fh: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _entry_info(zf: zipfile.ZipFile, name: str, limits: LimitSettings) -> zipfile.ZipInfo:
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise SourceMissing(f"archive entry {name!r} no longer exists") from None
+def _entry_info(
+    info: zipfile.ZipInfo | None, ref: SourceRef, limits: LimitSettings
+) -> zipfile.ZipInfo:
+    if info is None:
+        raise SourceMissing(f"archive entry {ref} no longer exists")
     if info.file_size > limits.max_file_bytes:
         raise ImageTooLarge(f"entry of {info.file_size} bytes, over {limits.max_file_bytes}")
     ratio = info.file_size / max(1, info.compress_size)

@@ -3,41 +3,46 @@
 The order is the sort order of :attr:`SourceRef.key`, so a walk can resume strictly after any
 key (the scanner's checkpoint) without listing what came before. One directory listing is held
 at a time, never the whole collection. Links are followed only while they stay inside the root;
-hidden names, non-regular files (FIFOs, sockets, devices) and non-images are skipped.
+hidden names, non-regular files (FIFOs, sockets, devices), non-images and the folders in
+``skip`` (the project's own data and cache folders) are left out.
+
+Nothing one source holds stops the walk: an archive or entry that cannot be read becomes a
+candidate carrying its error, an exception nobody foresaw included (logged with its traceback).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import lzma
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from thumbcache.errors import (
-    ArchiveLimitExceeded,
-    CorruptArchive,
-    PermanentError,
-    UnsafeSource,
-)
+from thumbcache.errors import ArchiveLimitExceeded, PermanentError, UnexpectedSourceError
 from thumbcache.imaging import IMAGE_EXTENSIONS, sniff
 from thumbcache.settings import LimitSettings
-from thumbcache.sources.refs import SourceRef, check_entry_name, is_archive_name
+from thumbcache.sources.archives import (
+    DIRECTORIES,
+    check_archive_limits,
+    check_readable,
+    open_entry,
+)
+from thumbcache.sources.fingerprint import Fingerprint
+from thumbcache.sources.reader import open_regular_file
+from thumbcache.sources.refs import SourceRef, check_entry_name, escape_path, is_archive_name
 
+__all__ = ["SNIFF_BYTES", "Candidate", "DirIdentity", "Fingerprint", "dir_identity", "walk"]
+
+log = logging.getLogger(__name__)
 SNIFF_BYTES = 16
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What identifies a source's content cheaply: size, mtime (files) or CRC (entries)."""
-
-    size: int
-    mtime_ns: int = 0
-    crc: int | None = None
-
-    def to_doc(self) -> dict[str, int | None]:
-        """The form stored in MongoDB."""
-        return {"size": self.size, "mtime_ns": self.mtime_ns, "crc": self.crc}
+DirIdentity = tuple[int, int]  # (st_dev, st_ino): a folder, however a link names it
+# Reading a few bytes of an entry to sniff it may meet damaged data: then it is not an image.
+_SNIFF_ERRORS = (PermanentError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,25 @@ class Candidate:
     error: PermanentError | None = None
 
 
-def walk(root: str, limits: LimitSettings, after: tuple[str, ...] = ()) -> Iterator[Candidate]:
-    """Yield candidates under ``root`` in key order, strictly after the key ``after``."""
+def walk(
+    root: str,
+    limits: LimitSettings,
+    after: tuple[str, ...] = (),
+    skip: frozenset[DirIdentity] = frozenset(),
+) -> Iterator[Candidate]:
+    """Yield candidates under ``root`` in key order, strictly after the key ``after``, never
+    entering a folder whose identity is in ``skip``."""
     real_root = os.path.realpath(root)
-    yield from _walk_dir(real_root, real_root, (), after, limits, {_dir_identity(real_root)})
+    identity = dir_identity(real_root)
+    if identity in skip:
+        return
+    yield from _walk_dir(real_root, real_root, (), after, limits, {identity}, skip)
+
+
+def dir_identity(path: str) -> DirIdentity:
+    """The identity of a folder (links followed), as ``skip`` holds it."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _walk_dir(
@@ -61,88 +81,114 @@ def _walk_dir(
     prefix: tuple[str, ...],
     after: tuple[str, ...],
     limits: LimitSettings,
-    ancestors: set[tuple[int, int]],
+    ancestors: set[DirIdentity],
+    skip: frozenset[DirIdentity],
 ) -> Iterator[Candidate]:
     depth = len(prefix)
     bound = after[depth] if len(after) > depth and after[:depth] == prefix else None
     try:
         with os.scandir(directory) as it:
-            names = sorted(e.name for e in it if not e.name.startswith("."))
+            names = sorted((escape_path(e.name), e.name) for e in it if not e.name.startswith("."))
     except OSError:
         return  # unreadable directory: nothing to yield, the rest of the walk goes on
-    for name in names:
-        if bound is not None and name < bound:
+    for written, name in names:
+        if bound is not None and written < bound:
             continue
-        key = (*prefix, name)
-        child_after = after if bound is not None and name == bound else ()
+        key = (*prefix, written)
+        child_after = after if bound is not None and written == bound else ()
         path = os.path.join(directory, name)
         kind, st = _classify(real_root, path)
         if kind == "dir":
             identity = (st.st_dev, st.st_ino)
-            if identity in ancestors:
-                continue  # a link loop
-            yield from _walk_dir(real_root, path, key, child_after, limits, ancestors | {identity})
+            if identity in ancestors or identity in skip:
+                continue  # a link loop, or the project's own folder
+            yield from _walk_dir(
+                real_root, path, key, child_after, limits, ancestors | {identity}, skip
+            )
         elif kind == "file":
+            relative = path[len(real_root) + 1 :]
             if is_archive_name(name):
-                yield from _walk_archive(path, key, child_after, st, limits)
-            elif not child_after and _looks_like_image(path, name):  # cursor file: done already
-                ref = SourceRef("/".join(key))
-                yield Candidate(ref, Fingerprint(st.st_size, st.st_mtime_ns))
+                yield from _walk_archive(path, relative, key, child_after, st, limits)
+            elif not child_after:  # the cursor's own file was yielded already
+                candidate = _file_candidate(path, relative, st)
+                if candidate is not None:
+                    yield candidate
+
+
+def _file_candidate(path: str, relative: str, st: os.stat_result) -> Candidate | None:
+    ref = SourceRef(relative)
+    fingerprint = Fingerprint(st.st_size, st.st_mtime_ns)
+    try:
+        return Candidate(ref, fingerprint) if _looks_like_image(path, relative) else None
+    except Exception as exc:
+        return Candidate(ref, fingerprint, _unexpected(exc, ref))
 
 
 def _walk_archive(
     path: str,
+    relative: str,
     key: tuple[str, ...],
     after: tuple[str, ...],
     st: os.stat_result,
     limits: LimitSettings,
 ) -> Iterator[Candidate]:
-    archive_path = "/".join(key)
+    archive = SourceRef(relative)
     entry_after = after[len(key) :]
-    whole = Fingerprint(st.st_size, st.st_mtime_ns)
-    try:
-        _check_central_directory(path, limits)
-        with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-            _check_archive_limits(infos, limits)
-            keyed = sorted((tuple(i.filename.split("/")), i) for i in infos)
-            for entry_key, info in keyed:
-                if entry_after and entry_key <= entry_after:
-                    continue
-                if any(part.startswith(".") for part in entry_key if part not in ("..", ".")):
-                    continue
-                candidate = _archive_candidate(zf, archive_path, info, limits)
-                if candidate is not None:
-                    yield candidate
-    except ArchiveLimitExceeded as exc:
-        if not after:
-            yield Candidate(SourceRef(archive_path), whole, exc)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        if not after:
-            yield Candidate(SourceRef(archive_path), whole, CorruptArchive(f"bad archive: {exc}"))
+    with contextlib.ExitStack() as stack:
+        failure: PermanentError | None = None
+        try:
+            fh, archive_st = stack.enter_context(open_regular_file(path))
+            directory = DIRECTORIES.get(fh, archive_st, limits)
+            check_archive_limits(directory, limits)
+            entries = sorted(
+                ((SourceRef(relative, info.filename, n), info) for info, n in directory.numbered()),
+                key=lambda pair: pair[0].key,
+            )
+        except PermanentError as exc:
+            failure = exc
+        except Exception as exc:
+            failure = _unexpected(exc, archive)
+        if failure is not None:
+            if not after:  # else the archive itself was the cursor: yielded already
+                yield Candidate(archive, Fingerprint(st.st_size, st.st_mtime_ns), failure)
+            return
+        for ref, info in entries:
+            if entry_after and ref.key[len(key) :] <= entry_after:
+                continue
+            if any(
+                part.startswith(".") for part in info.filename.split("/") if part not in ("..", ".")
+            ):
+                continue
+            fingerprint = Fingerprint(info.file_size, 0, info.CRC)
+            try:
+                candidate = _archive_candidate(fh, ref, info, fingerprint, limits)
+            except Exception as exc:
+                candidate = Candidate(ref, fingerprint, _unexpected(exc, ref))
+            if candidate is not None:
+                yield candidate
 
 
 def _archive_candidate(
-    zf: zipfile.ZipFile, archive_path: str, info: zipfile.ZipInfo, limits: LimitSettings
+    fh: BinaryIO,
+    ref: SourceRef,
+    info: zipfile.ZipInfo,
+    fingerprint: Fingerprint,
+    limits: LimitSettings,
 ) -> Candidate | None:
-    name = info.filename
-    fingerprint = Fingerprint(info.file_size, 0, info.CRC)
-    suffix = os.path.splitext(name)[1].lower()
+    named_as_image = os.path.splitext(info.filename)[1].lower() in IMAGE_EXTENSIONS
     try:
-        check_entry_name(name)
-    except UnsafeSource as exc:
-        if suffix in IMAGE_EXTENSIONS:
-            return Candidate(SourceRef(archive_path, _printable(name)), fingerprint, exc)
-        return None
-    ref = SourceRef(archive_path, name)
-    if suffix not in IMAGE_EXTENSIONS:
+        check_entry_name(info.filename)
+        check_readable(info)
+    except PermanentError as exc:  # an unsafe name, or data no reader here decodes
+        return Candidate(ref, fingerprint, exc) if named_as_image else None
+    if not named_as_image:
         if info.file_size == 0 or info.compress_size == 0:
             return None
         try:
-            with zf.open(info) as fh:
-                if sniff(fh.read(SNIFF_BYTES)) is None:
+            with open_entry(fh, info) as stream:
+                if sniff(stream.read(SNIFF_BYTES)) is None:
                     return None
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError):
+        except _SNIFF_ERRORS:
             return None
     ratio = info.file_size / max(1, info.compress_size)
     if ratio > limits.archive_max_ratio:
@@ -154,42 +200,9 @@ def _archive_candidate(
     return Candidate(ref, fingerprint)
 
 
-# A central-directory record is 46 bytes plus its name, extra field and comment; names past
-# 1 KiB are not addressable by any filesystem here, so more bytes per entry means lying counts.
-MAX_DIRECTORY_BYTES_PER_ENTRY = 46 + 1024
-
-
-def _check_central_directory(path: str, limits: LimitSettings) -> None:
-    """Refuse an archive from its end record alone, before its directory is parsed: the
-    entry count, and the directory's size (which caught a record that lies about the count).
-    Memory then stays bounded by the limit, not by the archive."""
-    with open(path, "rb") as fh:
-        end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # stable since Python 2
-    if end is None:
-        return  # not a ZIP: ZipFile reports it as a corrupt archive
-    entries = int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
-    directory_bytes = int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
-    if entries > limits.archive_max_entries:
-        raise ArchiveLimitExceeded(
-            f"{entries} entries, over the limit of {limits.archive_max_entries}"
-        )
-    if directory_bytes > limits.archive_max_entries * MAX_DIRECTORY_BYTES_PER_ENTRY:
-        raise ArchiveLimitExceeded(
-            f"a central directory of {directory_bytes} bytes, over what "
-            f"{limits.archive_max_entries} entries can need"
-        )
-
-
-def _check_archive_limits(infos: list[zipfile.ZipInfo], limits: LimitSettings) -> None:
-    if len(infos) > limits.archive_max_entries:
-        raise ArchiveLimitExceeded(
-            f"{len(infos)} entries, over the limit of {limits.archive_max_entries}"
-        )
-    total = sum(i.file_size for i in infos)
-    if total > limits.archive_max_total_bytes:
-        raise ArchiveLimitExceeded(
-            f"{total} uncompressed bytes, over the limit of {limits.archive_max_total_bytes}"
-        )
+def _unexpected(exc: Exception, ref: SourceRef) -> UnexpectedSourceError:
+    log.error("%s: unexpected %s while walking", ref, type(exc).__name__, exc_info=exc)
+    return UnexpectedSourceError(exc)
 
 
 def _classify(real_root: str, path: str) -> tuple[str, os.stat_result]:
@@ -221,12 +234,3 @@ def _looks_like_image(path: str, name: str) -> bool:
             os.close(fd)
     except OSError:
         return False
-
-
-def _printable(name: str) -> str:
-    return name.replace("\x00", "\\0")
-
-
-def _dir_identity(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino)

@@ -10,6 +10,8 @@ from pymongo.database import Database
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.model import (
     JOB_DONE,
+    JOB_ENDED,
+    JOB_FAILED,
     JOB_RUNNING,
     JOB_STALLED,
     job_is_finished,
@@ -101,15 +103,19 @@ class JobRepository:
     def add_progress(self, job_id: str, increments: Mapping[str, int]) -> None:
         """Add a winning transition's counts and mark progress (revives a stalled job).
 
-        Setting ``running`` is safe: a job cannot be done while one of its stages is open.
+        Setting ``running`` is safe: a job cannot be done while one of its stages is open. A
+        failed job stays failed: renders published before its scan stopped still count.
         """
-        self._coll.update_one(
-            {"_id": job_id},
-            {
-                "$inc": dict(increments),
-                "$set": {"last_progress_at": self._clock(), "status": JOB_RUNNING},
-            },
+        now = self._clock()
+        revived = self._coll.update_one(
+            {"_id": job_id, "status": {"$ne": JOB_FAILED}},
+            {"$inc": dict(increments), "$set": {"last_progress_at": now, "status": JOB_RUNNING}},
         )
+        if revived.matched_count == 0:
+            self._coll.update_one(
+                {"_id": job_id, "status": JOB_FAILED},
+                {"$inc": dict(increments), "$set": {"last_progress_at": now}},
+            )
 
     def name_stale_items(self, job_id: str, entries: list[dict[str, Any]]) -> None:
         """Name the items found stale (source, stage, worker, since) on the job."""
@@ -124,14 +130,25 @@ class JobRepository:
         return result.modified_count == 1
 
     def reopen(self, job_id: str, increments: Mapping[str, int]) -> None:
-        """Take back counts (a retry) and set the job running again, even if it was done."""
-        self._coll.update_one(
-            {"_id": job_id},
-            {
-                "$inc": dict(increments),
-                "$set": {"status": JOB_RUNNING, "finished_at": None},
-            },
+        """Take back counts (a retry) and set the job running again, even if it was done.
+
+        A failed job only gets its counts back: its scan never ended, so it could never be
+        done, and running would be a lie.
+        """
+        reopened = self._coll.update_one(
+            {"_id": job_id, "status": {"$ne": JOB_FAILED}},
+            {"$inc": dict(increments), "$set": {"status": JOB_RUNNING, "finished_at": None}},
         )
+        if reopened.matched_count == 0:
+            self._coll.update_one({"_id": job_id, "status": JOB_FAILED}, {"$inc": dict(increments)})
+
+    def fail(self, job_id: str, error: Mapping[str, str]) -> bool:
+        """End an unfinished job as failed with its reason (once; never a job that ended)."""
+        result = self._coll.update_one(
+            {"_id": job_id, "status": {"$in": [JOB_RUNNING, JOB_STALLED]}},
+            {"$set": {"status": JOB_FAILED, "error": dict(error), "finished_at": self._clock()}},
+        )
+        return result.modified_count == 1
 
     def set_counters(self, job_id: str, flat_counters: Mapping[str, int]) -> None:
         """Overwrite the counters with a recount (only while no worker moves them)."""
@@ -140,10 +157,10 @@ class JobRepository:
     def finish_if_complete(self, job_id: str) -> bool:
         """Mark the job done if the scan ended and every image has an outcome (once)."""
         job = self.get(job_id)
-        if job is None or job.get("status") == JOB_DONE or not job_is_finished(job):
+        if job is None or job.get("status") in JOB_ENDED or not job_is_finished(job):
             return False
         result = self._coll.update_one(
-            {"_id": job_id, "status": {"$ne": JOB_DONE}},
+            {"_id": job_id, "status": {"$nin": list(JOB_ENDED)}},
             {"$set": {"status": JOB_DONE, "finished_at": self._clock()}},
         )
         return result.modified_count == 1

@@ -26,11 +26,14 @@ TERMINAL_STATES = (DONE, SKIPPED, FAILED)
 COMPLETED = "completed"
 OUTCOMES = (COMPLETED, SKIPPED, FAILED)
 
-# Job statuses.
+# Job statuses. A job ends done (every image has an outcome) or failed (its scan could not go
+# on: the reason is stored on the job); running and stalled jobs are unfinished.
 JOB_RUNNING = "running"
 JOB_DONE = "done"
 JOB_STALLED = "stalled"
-JOB_STATUSES = (JOB_RUNNING, JOB_STALLED, JOB_DONE)
+JOB_FAILED = "failed"
+JOB_STATUSES = (JOB_RUNNING, JOB_STALLED, JOB_DONE, JOB_FAILED)
+JOB_ENDED = (JOB_DONE, JOB_FAILED)
 
 STAGE_COUNTERS = ("total", "completed", "skipped", "failed")
 
@@ -105,6 +108,19 @@ def job_is_finished(job: Mapping[str, Any]) -> bool:
     return bool(scan.get("complete")) and done >= job.get("total", 0)
 
 
+def job_has_ended(job: Mapping[str, Any]) -> bool:
+    """True for a job that is done or failed: nothing will move its status again."""
+    return job.get("status") in JOB_ENDED
+
+
 def error_doc(error_class: str, message: str) -> dict[str, str]:
-    """How a failure reason is stored: its class (for grouping) and a readable message."""
-    return {"class": error_class, "message": message[:2000]}
+    """How a failure reason is stored: its class (for grouping) and a readable message.
+
+    A message may quote a file name that is not valid UTF-8 (a surrogate escape), which the
+    database cannot store: such characters are written as ``\\udcXX``.
+    """
+    return {"class": error_class, "message": _storable(message[:2000])}
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -22,7 +22,7 @@ from imaging_helpers import (
     stored_as,
 )
 from PIL import Image, features
-from thumbcache.errors import ImageTooLarge, UnsupportedFormat
+from thumbcache.errors import ImageTooLarge, NotAnImage, UnsupportedFormat
 from thumbcache.imaging import IMAGE_EXTENSIONS, probe, render, sniff
 from thumbcache.settings import LimitSettings
 
@@ -131,6 +131,27 @@ def test_images_never_rendered_here_fail_as_unsupported_format(data: bytes, why:
     assert not caught.value.counts_toward_quarantine
     with pytest.raises(UnsupportedFormat, match=why):
         probe(io.BytesIO(data), LIMITS)
+
+
+def test_a_file_named_as_a_never_rendered_format_fails_as_such_without_its_header() -> None:
+    # Given an .eps whose first line is not the EPS header (Pillow's reqd_showpage.eps)
+    data = b"%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto showpage\n"
+    # Then it is an unsupported format by its name, and simply not an image without a name
+    with pytest.raises(UnsupportedFormat, match="EPS needs Ghostscript"):
+        probe(io.BytesIO(data), LIMITS, name="drawings/page.eps")
+    with pytest.raises(NotAnImage):
+        probe(io.BytesIO(data), LIMITS, name="notes.txt")
+
+
+def test_damaged_later_frames_do_not_lose_the_first_one() -> None:
+    # Given an animated GIF cut inside its third frame (counting its frames fails)
+    frames = [Image.new("RGB", (64, 64), (i * 60, 0, 0)) for i in range(4)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    data = out.getvalue()[:445]
+    # Then the first frame, which is sound, is probed and rendered
+    assert probe(io.BytesIO(data), LIMITS).frames == 1
+    assert render(data, THUMB, LIMITS).width == 64
 
 
 def test_vector_and_raw_extensions_are_candidates() -> None:

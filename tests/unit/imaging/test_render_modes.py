@@ -118,6 +118,20 @@ def test_palette_with_transparency_la_and_one_bit() -> None:
     assert near(pixel(r, 10, 32), (0, 0, 0), 6) and near(pixel(r, 85, 32), WHITE, 6)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_trns_colour_key_makes_that_colour_transparent(mode: str) -> None:
+    # Given a PNG whose tRNS chunk makes one colour transparent (PngSuite tbrn2c08 and
+    # Pillow's rgb_trns.png render so in every viewer)
+    key = (0, 255, 0) if mode == "RGB" else 77
+    im = Image.new(mode, (96, 64), (255, 0, 0) if mode == "RGB" else 0)
+    im.paste(key, (48, 0, 96, 64))
+    # When it renders to a JPEG thumbnail
+    r = render(save(im, "PNG", transparency=key), THUMB, LIMITS)
+    # Then the keyed half shows the background, the other half its colour
+    assert near(pixel(r, 10, 32), RED if mode == "RGB" else (0, 0, 0), 6)
+    assert near(pixel(r, 85, 32), WHITE, 6)
+
+
 def test_cmyk_tiff_renders_in_srgb() -> None:
     r = render(save(marked(96, 64).convert("CMYK"), "TIFF"), THUMB, LIMITS)
     assert near(pixel(r, 8, 8), RED, 16) and near(pixel(r, 87, 55), GREEN, 16)

@@ -51,7 +51,8 @@ function since(iso) {
 function jobCard(job) {
   const done = job.completed + job.skipped + job.failed;
   const pct = job.total ? Math.min(100, (100 * done) / job.total) : 0;
-  const bar = el("div", { class: "bar" + (job.status === "done" ? " done" : ""),
+  const ended = job.status === "done" || job.status === "failed";
+  const bar = el("div", { class: "bar" + (ended ? ` ${job.status}` : ""),
                           "data-done": done, "data-total": job.total });
   bar.style.width = `${pct.toFixed(1)}%`;
   const rows = Object.entries(job.stages).map(([stage, c]) =>
@@ -65,10 +66,11 @@ function jobCard(job) {
       el("span", { class: `status ${job.status}` }, job.status),
       el("span", { class: "muted" }, job.root || job.collection_id)),
     el("div", { class: "progress" }, bar),
+    job.error ? el("div", { class: "job-error" }, `${job.error.class}: ${job.error.message}`) : null,
     el("div", { class: "stats" },
       el("span", { class: "count" }, el("b", {}, `${done}/${job.total}${job.scan_complete ? "" : "+"}`), " images"),
       el("span", { class: "rate" }, el("b", {}, job.rate_per_s === null ? "–" : job.rate_per_s.toFixed(1)), " /s"),
-      el("span", { class: "eta" }, "ETA ", el("b", {}, job.status === "done" ? "done" : duration(job.eta_s))),
+      el("span", { class: "eta" }, "ETA ", el("b", {}, ended ? job.status : duration(job.eta_s))),
       el("span", {}, "failed ", el("b", {}, job.failed)),
       job.idle_s !== null && job.idle_s > 60 ? el("span", { class: "failed" }, `no progress for ${duration(job.idle_s)}`) : null),
     el("table", {},
@@ -211,7 +213,7 @@ async function tick() {
   try {
     const jobs = await refreshJobs();
     await Promise.all([refreshFailures(), refreshFolders(), refreshAlerts(), refreshCollections()]);
-    const busy = jobs.some((j) => j.status !== "done" && j.collection_id === state.collection);
+    const busy = jobs.some((j) => !["done", "failed"].includes(j.status) && j.collection_id === state.collection);
     // One more load after the job ends picks up its last thumbnails.
     if (busy || state.wasBusy || state.tiles.size === 0) await loadGrid(true);
     state.wasBusy = busy;
