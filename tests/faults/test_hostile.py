@@ -32,8 +32,8 @@ import pytest
 from PIL import Image
 from thumbcache.contracts import ScanRequest
 from thumbcache.pipeline.scan import scan_step, start_scan
+from thumbcache.sandbox.pool import RenderPool
 from thumbcache.settings import LimitSettings
-from thumbcache.sources import reader
 from thumbcache.sources.walk import walk
 from thumbcache.state.store import connect
 
@@ -509,8 +509,11 @@ def test_sources_changed_or_swapped_between_scan_and_render(tmp_path, mongo_url,
 def test_a_link_swapped_in_between_the_check_and_the_open_is_not_followed(
     tmp_path, mongo_url, db_name, monkeypatch
 ):
-    # Given a scanned collection, and a swap that strikes right after the reader's path check
+    # Given a scanned collection, and render processes that pause 2 s right after the
+    # reader's path check of each "race" source, so the attacker's swap lands in that window
     rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"))
+    monkeypatch.setenv("THUMBCACHE_FAULTS", "after_path_check=sleep:2@race")
+    rt.pool = RenderPool(rt.settings.worker.render_memory_mb)  # children with that fault
     root, outside = tmp_path / "photos", tmp_path / "outside"
     (root / "sub").mkdir(parents=True)
     (outside / "sub").mkdir(parents=True)
@@ -530,27 +533,33 @@ def test_a_link_swapped_in_between_the_check_and_the_open_is_not_followed(
             os.symlink(outside / "sub", root / "sub"),
         ),
     }
-    check = reader.resolve_inside
-    lock = threading.Lock()
 
-    def check_then_swap(root_path: str, relative: str) -> str:
-        resolved = check(root_path, relative)
-        with lock:
-            swap = swaps.pop(relative, None)
-            if swap is not None:
-                swap()  # the attacker wins the race: the checked path now leads out
-        return resolved
+    def swap_while_checked() -> None:
+        """The attacker: once a render of a source has started (its path is being checked,
+        then the render process waits), swap that path for a link out of the root."""
+        deadline = time.monotonic() + 60
+        while swaps and time.monotonic() < deadline:
+            for item in rt.store.items.iter_job(job["_id"]):
+                if item["source"] in swaps and any(
+                    s["state"] == "running" for s in item["stages"].values()
+                ):
+                    time.sleep(0.5)  # the check is done: the process sleeps after it
+                    swaps.pop(item["source"])()
+            time.sleep(0.05)
 
-    monkeypatch.setattr(reader, "resolve_inside", check_then_swap)
+    attacker = threading.Thread(target=swap_while_checked)
     watch = OpenWatch(outside)
     watch_sub = OpenWatch(outside / "sub")
     try:
-        # When the renders run
+        # When the renders run, one at a time
+        attacker.start()
         drain(rt, threads=1)
+        attacker.join(60)
         opened = watch.events() + watch_sub.events()
     finally:
         watch.close()
         watch_sub.close()
+        rt.pool.close()
 
     # Then both fail as unsafe; no byte outside the root was read, no rendition made
     assert not swaps  # both swaps happened

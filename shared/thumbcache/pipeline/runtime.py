@@ -25,6 +25,7 @@ class Runtime:
     store: Store
     broker: dramatiq.Broker
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    pool: RenderPool | None = None  # None: the process-wide pool for the memory ceiling
     _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -44,7 +45,9 @@ class Runtime:
 
     @property
     def render_pool(self) -> RenderPool:
-        """The process-wide render processes (a memory ceiling each, from the settings)."""
+        """The render processes (a memory ceiling each, from the settings)."""
+        if self.pool is not None:
+            return self.pool
         return shared_pool(self.settings.worker.render_memory_mb)
 
     def folder_path(self, folder_id: str) -> str:

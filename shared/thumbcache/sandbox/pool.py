@@ -67,13 +67,19 @@ class _Spawner:
         while True:
             cmd, future = self._requests.get()
             try:
-                process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                process = subprocess.Popen(
+                    cmd, executable=_SELF, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
             except BaseException as exc:
                 future.set_exception(exc)
             else:
                 future.set_result(process)
 
 
+# The very interpreter binary this process runs, whatever path led to it: a worker started
+# under another user may not be allowed to walk the path that sys.executable names (seen: a
+# venv linking into a 0700 home), and an upgrade on disk cannot swap it under a running worker.
+_SELF = "/proc/self/exe" if os.path.exists("/proc/self/exe") else sys.executable
 _SPAWNER_LOCK = threading.Lock()
 _SPAWNERS: list[_Spawner] = []
 

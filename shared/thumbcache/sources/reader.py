@@ -21,6 +21,7 @@ from thumbcache.errors import (
     SourceMissing,
     UnsafeSource,
 )
+from thumbcache.faults import fault_point
 from thumbcache.settings import LimitSettings
 from thumbcache.sources.archives import DIRECTORIES, open_entry
 from thumbcache.sources.fingerprint import Fingerprint
@@ -72,6 +73,7 @@ def open_source(
 ) -> Iterator[tuple[BinaryIO, Fingerprint]]:
     """Open a source for streaming reads (header probing) with its current fingerprint."""
     path = resolve_inside(root, ref.path)
+    fault_point("after_path_check", str(ref))  # tests widen the check-to-open window here
     with open_regular_file(path, beneath=os.path.realpath(root)) as (fh, st):
         if ref.entry is None:
             if st.st_size > limits.max_file_bytes:
