@@ -120,10 +120,10 @@ def test_an_unforeseen_error_in_one_source_fails_only_that_source(
         (root / name).write_bytes(jpeg_bytes(320, 240))
     real_probe, odd = scan.probe, os.stat(root / "b.jpg").st_ino
 
-    def probe(fh, limits):
+    def probe(fh, limits, **kwargs):
         if os.fstat(fh.fileno()).st_ino == odd:
             raise LookupError("no codec for this one")
-        return real_probe(fh, limits)
+        return real_probe(fh, limits, **kwargs)
 
     monkeypatch.setattr(scan, "probe", probe)
 

@@ -169,6 +169,13 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
     summary = job_summary(job)
+    if job["status"] == JOB_FAILED:  # on stderr in both forms: stdout ends with the summary
+        error = job.get("error") or {}
+        print(
+            f"thumbcache: job {summary['job_id']} failed: {error.get('class')}: "
+            f"{error.get('message')}",
+            file=sys.stderr,
+        )
     if as_json:
         print(json.dumps(summary))
         return
@@ -177,13 +184,6 @@ def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
         f"{summary['completed']} rendered, {summary['skipped']} already current, "
         f"{summary['failed']} failed (collection {summary['collection_id']})"
     )
-    if job["status"] == JOB_FAILED:
-        error = job.get("error") or {}
-        print(
-            f"thumbcache: job {summary['job_id']} failed: {error.get('class')}: "
-            f"{error.get('message')}",
-            file=sys.stderr,
-        )
     if summary["failed"]:
         print(f"see the reasons: thumbcache status {summary['job_id']}")
 
