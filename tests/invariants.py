@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from PIL import Image
-from thumbcache.state.recount import counters_from_items, flatten
+from thumbcache.state.recount import flatten, recount
 from thumbcache.state.store import Store
 from thumbcache.storage.layout import is_temp_name
 
@@ -24,13 +24,13 @@ def assert_job_exact(store: Store, job_id: str) -> dict[str, Any]:
         if i["outcome"] == "failed":
             reasons = [i.get("error")] + [s.get("error") for s in i["stages"].values()]
             assert any(r and r["class"] and r["message"] for r in reasons), i
-    recount = flatten(counters_from_items(items, job["scan"]["chunks"]))
+    recounted = recount(job, items)
     counted = {k: job[k] for k in ("total", "completed", "skipped", "failed", "stages")}
     actual = flatten(counted)
-    assert actual == recount, {
-        k: (actual.get(k), recount.get(k))
-        for k in actual.keys() | recount.keys()
-        if actual.get(k) != recount.get(k)
+    assert actual == recounted, {
+        k: (actual.get(k), recounted.get(k))
+        for k in actual.keys() | recounted.keys()
+        if actual.get(k) != recounted.get(k)
     }
     assert job["total"] == job["completed"] + job["skipped"] + job["failed"] == len(items)
     return job

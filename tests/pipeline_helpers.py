@@ -7,10 +7,11 @@ from typing import Any
 
 import dramatiq
 from thumbcache.broker import make_broker
+from thumbcache.ops.alerts import completion_hook
+from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
-from thumbcache_control.embedded_run import declare_all_stages
 
 from tests.imagegen import jpeg_bytes
 
@@ -28,8 +29,10 @@ def make_runtime(
         },
     )
     broker = make_broker(settings)
-    rt = Runtime(settings, connect(mongo_url, db_name), broker)
-    declare_all_stages(broker, rt)
+    store = connect(mongo_url, db_name)
+    # as the composition roots build it: the operations' job-completion rules injected
+    rt = Runtime(settings, store, broker, on_job_finished=completion_hook(store, settings))
+    declare_actors(broker, rt, scan=True, renditions=settings.rendition_names)
     return rt
 
 

@@ -8,65 +8,56 @@ out before an older consumer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
 import dramatiq
 
+from thumbcache.renditions import RenditionSettings
+
 PAYLOAD_VERSION = 1
 
 SCAN_QUEUE = "scan"
-THUMBNAIL_QUEUE = "thumbnail"
-CACHE_QUEUE = "cache"
-
 SCAN_ACTOR = "scan_collection"
-THUMBNAIL_ACTOR = "generate_thumbnail"
-CACHE_ACTOR = "generate_cache"
+SCAN_STAGE = "scan"
 
-RENDER_STAGES = ("thumbnail", "cache")
-STAGES = ("scan", *RENDER_STAGES)
-
-QUEUE_OF_STAGE = {"scan": SCAN_QUEUE, "thumbnail": THUMBNAIL_QUEUE, "cache": CACHE_QUEUE}
-
-# Each render stage has two lanes, separate queues scaled separately: new scans go "fresh";
+# Each rendition has two lanes, separate queues scaled separately: new scans go "fresh";
 # bulk regeneration, cache warming and retries go "backfill", so they never delay a new
-# collection. The scan stage has one lane.
+# collection. A rendition's queue names are data (thumbcache.renditions); the scan has one lane.
 FRESH = "fresh"
 BACKFILL = "backfill"
 LANES = (FRESH, BACKFILL)
 
+# The composition roots that `dramatiq MODULE` loads, named here as strings so that the CLI
+# can start any stage without importing a service. One render module serves every rendition:
+# which ones is configuration (worker.renditions).
+SCANNER_WORKER_MODULE = "thumbcache_scanner.worker"
+RENDER_WORKER_MODULE = "thumbcache_render.worker"
 
-def queue_for(stage: str, lane: str = FRESH) -> str:
-    """The queue of a stage's lane: ``thumbnail`` or ``thumbnail-backfill``."""
+
+def lanes_of(lane: str) -> tuple[str, ...]:
+    """The lanes a worker consumes for its ``worker.lane`` setting (fresh, backfill or all)."""
+    return LANES if lane == "all" else (lane,)
+
+
+def render_queue(rendition: RenditionSettings, lane: str = FRESH) -> str:
+    """The queue of a rendition's lane: ``thumbnail`` or ``thumbnail-backfill``."""
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}")
-    base = QUEUE_OF_STAGE[stage]
-    return base if lane == FRESH or stage == "scan" else f"{base}-{BACKFILL}"
+    return rendition.queue_name if lane == FRESH else rendition.backfill_queue_name
 
 
-def queues_of(stage: str, lanes: tuple[str, ...] = LANES) -> tuple[str, ...]:
-    """Every queue a worker of ``stage`` consumes for the given lanes."""
-    return tuple(dict.fromkeys(queue_for(stage, lane) for lane in lanes))
+def render_queues(
+    renditions: Iterable[RenditionSettings], lanes: tuple[str, ...] = LANES
+) -> tuple[str, ...]:
+    """Every queue of these renditions' lanes, in order."""
+    return tuple(render_queue(r, lane) for r in renditions for lane in lanes)
 
 
-ALL_QUEUES = tuple(dict.fromkeys(q for s in ("scan", "thumbnail", "cache") for q in queues_of(s)))
-ACTOR_OF_STAGE = {"scan": SCAN_ACTOR, "thumbnail": THUMBNAIL_ACTOR, "cache": CACHE_ACTOR}
-
-# The composition root of each stage's worker: what `dramatiq MODULE` loads. Named here as
-# strings so that the CLI can start any stage without importing a service.
-WORKER_MODULE_OF_STAGE = {
-    "scan": "thumbcache_scanner.worker",
-    "thumbnail": "thumbcache_thumbnail.worker",
-    "cache": "thumbcache_cache.worker",
-}
-# The module of each stage that declares its actors on a given broker (used by the embedded
-# runner, which hosts every stage in one process on the same code paths).
-ACTORS_MODULE_OF_STAGE = {
-    "scan": "thumbcache_scanner.actors",
-    "thumbnail": "thumbcache_thumbnail.actors",
-    "cache": "thumbcache_cache.actors",
-}
+def all_queues(renditions: Iterable[RenditionSettings]) -> tuple[str, ...]:
+    """The scan queue and every rendition queue of both lanes."""
+    return (SCAN_QUEUE, *render_queues(renditions))
 
 
 class PayloadError(ValueError):
@@ -135,11 +126,13 @@ def scan_message(request: ScanRequest) -> dramatiq.Message[Any]:
     )
 
 
-def render_message(stage: str, request: RenderRequest, lane: str = FRESH) -> dramatiq.Message[Any]:
-    """The Dramatiq message that asks a render stage (on a lane) for one rendition."""
+def render_message(
+    rendition: RenditionSettings, request: RenderRequest, lane: str = FRESH
+) -> dramatiq.Message[Any]:
+    """The Dramatiq message that asks a rendition's worker (on a lane) for one rendition."""
     return dramatiq.Message(
-        queue_name=queue_for(stage, lane),
-        actor_name=ACTOR_OF_STAGE[stage],
+        queue_name=render_queue(rendition, lane),
+        actor_name=rendition.actor_name,
         args=(request.to_dict(),),
         kwargs={},
         options={},

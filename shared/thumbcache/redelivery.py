@@ -23,18 +23,17 @@ import datetime as dt
 import logging
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from thumbcache.contracts import ACTOR_OF_STAGE
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.clock import utcnow
 from thumbcache.state.model import RUNNING
 
 log = logging.getLogger(__name__)
-STAGE_OF_ACTOR = {actor: stage for stage, actor in ACTOR_OF_STAGE.items()}
 DRAMATIQ_CONSUMER_LOGGER = "dramatiq.worker"  # ConsumerThread(queue) loggers are its children
 ACK_TIMEOUT_MARKERS = ("PRECONDITION_FAILED", "acknowledgement", "timed out")
 ADVICE = (
@@ -78,6 +77,7 @@ class RedeliveryWarnings(Middleware):
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.rendition_of_actor = {r.actor_name: n for n, r in rt.settings.renditions.items()}
         self.limit_seconds = rt.settings.worker.render_time_limit_seconds
         self.watcher = _AckTimeoutLogWatcher(self.limit_seconds)
         self._lock = threading.Lock()
@@ -94,7 +94,7 @@ class RedeliveryWarnings(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Note the render this process starts; name the cause of a redelivered one."""
-        key = _render_key(message)
+        key = _render_key(message, self.rendition_of_actor)
         if key is None:
             return
         with self._lock:
@@ -155,9 +155,9 @@ class RedeliveryWarnings(Middleware):
             )  # fmt: skip
 
 
-def _render_key(message: Any) -> tuple[str, str, str] | None:
-    stage = STAGE_OF_ACTOR.get(getattr(message, "actor_name", ""))
-    if stage is None or stage == "scan" or not message.args:
+def _render_key(message: Any, rendition_of_actor: Mapping[str, str]) -> tuple[str, str, str] | None:
+    stage = rendition_of_actor.get(getattr(message, "actor_name", ""))
+    if stage is None or not message.args:
         return None
     payload = message.args[0]
     if not isinstance(payload, dict):

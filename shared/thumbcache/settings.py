@@ -2,8 +2,12 @@
 
 Files are TOML. ``THUMBCACHE_CONFIG`` names them, separated by ``:`` (base first, overlays after).
 Environment variables override single keys: ``THUMBCACHE_BROKER_URL`` for a top-level key,
-``THUMBCACHE_THUMBNAIL__QUALITY`` for a key inside a section. Every value is validated once, at
-start-up, and a bad one raises :class:`~thumbcache.errors.ConfigError` naming its key.
+``THUMBCACHE_WORKER__THREADS`` for a key inside a section,
+``THUMBCACHE_RENDITIONS__THUMBNAIL__QUALITY`` for a key of one rendition. Renditions are
+tables ``[renditions.NAME]`` (see :mod:`thumbcache.renditions`); the built-in ones are
+``thumbnail`` and ``cache``, and a table for another name adds a rendition. Every value is
+validated once, at start-up, and a bad one raises :class:`~thumbcache.errors.ConfigError`
+naming its key.
 """
 
 from __future__ import annotations
@@ -19,40 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from thumbcache.errors import ConfigError
+from thumbcache.renditions import (
+    DEFAULT_RENDITIONS,
+    RenditionSettings,
+    named,
+    validate_registry,
+)
 
 ENV_PREFIX = "THUMBCACHE_"
-FORMATS = ("jpeg", "webp")
 RENDER_ACTOR_SLACK_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class RenditionSettings:
-    """One rendition: the box it fits in, its format and its quality ceiling."""
-
-    width: int
-    height: int
-    format: str = "jpeg"
-    quality: int = 85
-    webp_method: int = 2
-    background: str = "#ffffff"
-
-    def validate(self, prefix: str) -> None:
-        """Reject impossible sizes, formats and qualities."""
-        _check(1 <= self.width <= 16384, f"{prefix}.width", "must be 1..16384")
-        _check(1 <= self.height <= 16384, f"{prefix}.height", "must be 1..16384")
-        _check(self.format in FORMATS, f"{prefix}.format", f"must be one of {FORMATS}")
-        _check(1 <= self.quality <= 100, f"{prefix}.quality", "must be 1..100")
-        _check(0 <= self.webp_method <= 6, f"{prefix}.webp_method", "must be 0..6")
-        _check(
-            len(self.background) == 7 and self.background.startswith("#"),
-            f"{prefix}.background",
-            "must look like #rrggbb",
-        )
-
-    @property
-    def extension(self) -> str:
-        """The file extension of this rendition's format."""
-        return "jpg" if self.format == "jpeg" else "webp"
+LANE_CHOICES = ("fresh", "backfill", "all")
 
 
 @dataclass(frozen=True)
@@ -116,6 +96,8 @@ class WorkerSettings:
     fsync: bool = False
     prometheus: bool = False  # Dramatiq's exporter on :9191 (one worker per host or container)
     lane: str = "all"  # which lanes a render worker consumes: fresh, backfill or all
+    # Which renditions a render worker renders (empty: all); `thumbcache worker NAME` sets it.
+    renditions: tuple[str, ...] = ()
 
     @property
     def render_actor_time_limit_seconds(self) -> int:
@@ -126,7 +108,7 @@ class WorkerSettings:
     def validate(self, prefix: str) -> None:
         """Counts and timeouts must be positive, and the slice must fit its time limit."""
         _check(self.threads >= 1, f"{prefix}.threads", "must be >= 1")
-        _check(self.lane in ("fresh", "backfill", "all"), f"{prefix}.lane", "fresh|backfill|all")
+        _check(self.lane in LANE_CHOICES, f"{prefix}.lane", "must be fresh, backfill or all")
         _check(self.max_attempts >= 1, f"{prefix}.max_attempts", "must be >= 1")
         _check(self.max_retries >= 0, f"{prefix}.max_retries", "must be >= 0")
         _check(self.render_time_limit_seconds >= 1, f"{prefix}.render_time_limit_seconds", ">= 1")
@@ -197,11 +179,8 @@ class Settings:
     database: str = "thumbcache"
     data_dir: str = ".thumbcache"
     cache_folders: tuple[str, ...] = ()
-    thumbnail: RenditionSettings = field(
-        default_factory=lambda: RenditionSettings(width=300, height=300)
-    )
-    cache: RenditionSettings = field(
-        default_factory=lambda: RenditionSettings(width=1920, height=1080)
+    renditions: Mapping[str, RenditionSettings] = field(
+        default_factory=lambda: dict(DEFAULT_RENDITIONS)
     )
     limits: LimitSettings = field(default_factory=LimitSettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
@@ -222,8 +201,9 @@ class Settings:
             "must be empty (embedded) or a mongodb:// URL",
         )
         _check(bool(self.database), "database", "must not be empty")
-        self.thumbnail.validate("thumbnail")
-        self.cache.validate("cache")
+        validate_registry(self.renditions)
+        for name in self.worker.renditions:
+            _check(name in self.renditions, "worker.renditions", f"{name!r} is not a rendition")
         self.limits.validate("limits")
         self.scan.validate("scan")
         self.worker.validate("worker")
@@ -236,13 +216,28 @@ class Settings:
         """True when no MongoDB URL is configured: the store lives under ``data_dir``."""
         return not self.mongo_url
 
-    def rendition(self, stage: str) -> RenditionSettings:
-        """The rendition settings of a render stage (``thumbnail`` or ``cache``)."""
-        if stage == "thumbnail":
-            return self.thumbnail
-        if stage == "cache":
-            return self.cache
-        raise ValueError(f"not a render stage: {stage!r}")
+    @property
+    def in_process_broker(self) -> bool:
+        """True for ``memory://``: every stage runs in this process (the embedded default)."""
+        return self.broker_url.startswith("memory://")
+
+    @property
+    def rendition_names(self) -> tuple[str, ...]:
+        """The configured renditions, in declaration order."""
+        return tuple(self.renditions)
+
+    def rendition(self, name: str) -> RenditionSettings:
+        """One configured rendition; LookupError names the ones there are."""
+        try:
+            return self.renditions[name]
+        except KeyError:
+            raise LookupError(
+                f"no rendition {name!r} (configured: {', '.join(self.renditions)})"
+            ) from None
+
+    def served_renditions(self) -> tuple[str, ...]:
+        """The renditions a render worker of these settings renders (``worker.renditions``)."""
+        return self.worker.renditions or self.rendition_names
 
     def effective_cache_folders(self) -> tuple[str, ...]:
         """Configured cache folders, or one folder under the data directory."""
@@ -274,6 +269,8 @@ def load_settings(
     _merge(layers, _env_layer(env))
     if overrides:
         _merge(layers, dict(overrides))
+    for legacy in LEGACY_RENDITION_SECTIONS & set(layers):
+        raise ConfigError(f"setting {legacy!r} moved: write it as [renditions.{legacy}]")
     settings: Settings = _build(Settings, layers, "")
     return settings.validate()
 
@@ -294,7 +291,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] not in _FIELD_NAMES:
+        if path[0] not in _FIELD_NAMES and path[0] not in LEGACY_RENDITION_SECTIONS:
             continue  # other THUMBCACHE_* variables (API token, fault hooks) are not settings
         node = layer
         for part in path[:-1]:
@@ -323,7 +320,9 @@ def _build(cls: type[Any], values: Mapping[str, Any], prefix: str) -> Any:
         key = prefix + name
         hint = hints[name]
         value = values[name]
-        if dataclasses.is_dataclass(hint):
+        if cls is Settings and name == "renditions":
+            kwargs[name] = _build_renditions(value)
+        elif dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"setting {key!r} must be a table")
             current = getattr(base, name)
@@ -332,6 +331,22 @@ def _build(cls: type[Any], values: Mapping[str, Any], prefix: str) -> Any:
         else:
             kwargs[name] = _coerce(value, hint, key)
     return cls(**kwargs)
+
+
+def _build_renditions(tables: Any) -> dict[str, RenditionSettings]:
+    """The registry: built-in renditions, each overlaid by its table, plus new ones."""
+    if not isinstance(tables, Mapping) or not all(isinstance(t, Mapping) for t in tables.values()):
+        raise ConfigError("setting 'renditions' must be tables [renditions.NAME]")
+    registry = dict(DEFAULT_RENDITIONS)
+    for name, table in tables.items():
+        key = f"renditions.{name}"
+        if name not in registry and not {"width", "height"} <= set(table):
+            raise ConfigError(f"setting {key!r} declares a new rendition: give width and height")
+        if "name" in table and table["name"] != name:
+            raise ConfigError(f"setting {key + '.name'!r} must be {name!r} (its table's name)")
+        current = dataclasses.asdict(registry[name]) if name in registry else {}
+        registry[name] = named(name, _build(RenditionSettings, {**current, **table}, key + "."))
+    return registry
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -365,3 +380,4 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 _FIELD_NAMES = {f.name for f in dataclasses.fields(Settings)}
+LEGACY_RENDITION_SECTIONS = frozenset({"thumbnail", "cache"})  # before [renditions.NAME]

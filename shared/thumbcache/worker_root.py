@@ -5,14 +5,15 @@ from __future__ import annotations
 import dramatiq
 
 from thumbcache.broker import make_broker
+from thumbcache.database import process_store
 from thumbcache.errors import ConfigError
 from thumbcache.heartbeat import Heartbeat
 from thumbcache.logs import setup_logging
+from thumbcache.ops.alerts import completion_hook
 from thumbcache.ops.recovery import StartupRecovery
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.redelivery import RedeliveryWarnings
 from thumbcache.settings import load_settings
-from thumbcache.state.store import connect
 
 
 def build_worker_runtime() -> Runtime:
@@ -22,7 +23,7 @@ def build_worker_runtime() -> Runtime:
     """
     setup_logging()
     settings = load_settings()
-    if settings.broker_url.startswith("memory://"):
+    if settings.in_process_broker:
         raise ConfigError("a stage worker needs THUMBCACHE_BROKER_URL (amqp://...)")
     broker = make_broker(settings)
     worker = settings.worker
@@ -33,13 +34,8 @@ def build_worker_runtime() -> Runtime:
 
         broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
-    if settings.embedded:
-        from thumbcache.embedded import shared_embedded_url
-
-        url = shared_embedded_url(settings.data_dir)
-    else:
-        url = settings.mongo_url
-    runtime = Runtime(settings, connect(url, settings.database), broker)
+    store = process_store(settings)
+    runtime = Runtime(settings, store, broker, on_job_finished=completion_hook(store, settings))
     broker.add_middleware(StartupRecovery(runtime))
     broker.add_middleware(RedeliveryWarnings(runtime))
     return runtime

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from thumbcache.contracts import LANES, queue_for
-from thumbcache_control.cli import WORKER_STAGES
+from thumbcache.settings import load_settings
+from thumbcache_control.cli import worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
@@ -162,15 +162,13 @@ def container_env(
 
 
 def queue_consumed(args: list[str], env: dict[str, str]) -> str:
-    """The queue a worker container consumes, from its command line and the wire contract.
-
-    ``thumbcache worker thumbnail`` consumes the stage's queue on the lane named by
-    ``THUMBCACHE_WORKER__LANE`` (``fresh`` or ``backfill``), as ``contracts.queue_for`` says.
-    """
+    """The one queue a worker container consumes: what ``thumbcache worker NAME`` would give
+    Dramatiq, from the container's real settings (its config files and environment)."""
     assert args[:1] == ["worker"], f"not a worker command line: {args}"
-    lane = env.get("THUMBCACHE_WORKER__LANE", "fresh")
-    assert lane in LANES, f"a deployed worker must name one lane, not {lane!r}"
-    return queue_for(WORKER_STAGES[args[1]], lane)
+    settings = load_settings(files=[str(f) for f in config_files(env)], env=env)
+    _module, queues, _env = worker_command(settings, args[1])
+    assert len(queues) == 1, f"a deployed worker must consume one queue, not {queues}"
+    return queues[0]
 
 
 def config_files(env: dict[str, str]) -> list[Path]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from thumbcache.broker import make_broker
 from thumbcache.settings import load_settings
-from thumbcache.state.recount import counters_from_items, flatten
+from thumbcache.state.recount import flatten, recount
 from thumbcache.state.store import Store, connect
 from thumbcache.storage.layout import is_temp_name
 
@@ -275,9 +275,11 @@ def lost_counter_moves(store: Store, job_id: str) -> str | None:
     if any(i["stages"][s]["state"] in ("pending", "running") for i in items for s in RENDER_STAGES):
         return None
     unsettled = [i["source"] for i in items if i.get("outcome") is None]
-    recount = flatten(counters_from_items(items, job["scan"]["chunks"]))
+    recounted = recount(job, items)
     stored = flatten({k: job[k] for k in ("total", "completed", "skipped", "failed", "stages")})
-    short = {k: recount[k] - stored.get(k, 0) for k in recount if recount[k] != stored.get(k, 0)}
+    short = {
+        k: recounted[k] - stored.get(k, 0) for k in recounted if recounted[k] != stored.get(k, 0)
+    }
     folders = {}
     for folder in store.folders.all():
         on_disk = sum(

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from thumbcache.contracts import LANES, WORKER_MODULE_OF_STAGE, queues_of
 from thumbcache.ops.retry import retry_failures
 from thumbcache.pipeline.scan import start_scan
+from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
 from thumbcache.storage.layout import is_temp_name
+from thumbcache_control.cli import worker_command
 
 from tests.imagegen import jpeg_bytes
 from tests.invariants import (
@@ -200,14 +201,16 @@ def unprivileged_cluster(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     codes: dict[str, int] = {}
     try:
-        for stage in ("scan", "thumbnail", "cache"):
+        settings = load_settings(files=[], env=env)
+        for stage, name in (("scan", "scanner"), ("thumbnail", "thumbnail"), ("cache", "cache")):
             log = open(world_dir / "logs" / f"{stage}.log", "wb")  # noqa: SIM115
             # What `thumbcache worker STAGE` execs; started directly because its execv of
             # sys.executable (a link into root's 0700 home here) is refused to uid 65534.
+            module, queues, stage_env = worker_command(settings, name)
             procs[stage] = subprocess.Popen(
-                [*as_nobody, sys.executable, "-m", "dramatiq", WORKER_MODULE_OF_STAGE[stage],
-                 "--queues", *queues_of(stage, LANES), "--processes", "1", "--threads", "2"],
-                env=env,
+                [*as_nobody, sys.executable, "-m", "dramatiq", module,
+                 "--queues", *queues, "--processes", "1", "--threads", "2"],
+                env={**env, **stage_env},
                 cwd=world_dir / "cwd",
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from thumbcache.contracts import RENDER_STAGES
 
 from tests.faults.cluster import assert_invariants, attempts, make_photos
 from tests.imagegen import jpeg_bytes
 
 pytestmark = pytest.mark.integration
+RENDER_STAGES = ("thumbnail", "cache")
 
 
 def test_a_poison_image_fails_after_max_attempts_and_the_rest_of_the_job_completes(

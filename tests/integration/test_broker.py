@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from thumbcache.broker import make_broker, publish_batch, queue_depth
 from thumbcache.contracts import RenderRequest, render_message
+from thumbcache.renditions import THUMBNAIL
 from thumbcache.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def messages(count: int, lane: str = "fresh") -> list:
     return [
-        render_message("thumbnail", RenderRequest("job", "col", f"img{i}", f"a/{i}.jpg"), lane)
+        render_message(THUMBNAIL, RenderRequest("job", "col", f"img{i}", f"a/{i}.jpg"), lane)
         for i in range(count)
     ]
 

@@ -15,6 +15,7 @@ import dramatiq
 import pytest
 from thumbcache.broker import make_broker
 from thumbcache.contracts import RenderRequest, render_message
+from thumbcache.renditions import CACHE, THUMBNAIL
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
 
@@ -108,8 +109,8 @@ def test_three_worker_processes_process_a_collection_exactly_once(tmp_path, clus
     before_files = rendition_files(folder["path"])
     before_job = store.jobs.get(summary["job_id"])
     for _ in range(2):
-        broker.enqueue(render_message("thumbnail", request))
-        broker.enqueue(render_message("cache", request))
+        broker.enqueue(render_message(THUMBNAIL, request))
+        broker.enqueue(render_message(CACHE, request))
     _wait_for_empty_queues(broker)
     after_job = store.jobs.get(summary["job_id"])
     for key in ("total", "completed", "skipped", "failed", "stages", "status"):
@@ -137,7 +138,7 @@ def _wait_for_empty_queues(broker: dramatiq.Broker, timeout: float = 30) -> None
 
 def test_worker_without_a_broker_url_fails_at_start_naming_the_setting(clean_env):
     result = subprocess.run(
-        [sys.executable, "-m", "dramatiq", "thumbcache_thumbnail.worker", "--processes", "1"],
+        [sys.executable, "-m", "dramatiq", "thumbcache_render.worker", "--processes", "1"],
         env={**clean_env, "THUMBCACHE_MONGO_URL": "mongodb://127.0.0.1:1"},
         capture_output=True,
         text=True,

@@ -10,6 +10,7 @@ from thumbcache.broker import queue_depth, wait_below_high_water
 from thumbcache.contracts import RenderRequest, ScanRequest, render_message
 from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.scan import start_scan
+from thumbcache.renditions import THUMBNAIL
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages, scanned_job
@@ -164,7 +165,7 @@ def test_a_transient_fault_is_retried_then_fails_with_its_reason(tmp_path, mongo
 def test_the_scanner_holds_back_above_the_high_water_mark(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     for i in range(5):
-        rt.broker.enqueue(render_message("thumbnail", RenderRequest("j", "c", f"i{i}", "x.jpg")))
+        rt.broker.enqueue(render_message(THUMBNAIL, RenderRequest("j", "c", f"i{i}", "x.jpg")))
     waits: list[float] = []
 
     def consume_one(seconds: float) -> None:
@@ -178,7 +179,8 @@ def test_the_scanner_holds_back_above_the_high_water_mark(tmp_path, mongo_url, d
 def test_resume_settles_an_item_killed_between_its_last_transition_and_its_outcome(
     tmp_path, mongo_url, db_name
 ):
-    from thumbcache.pipeline.recovery import recount_job, republish_open_work
+    from thumbcache.pipeline.recovery import republish_open_work
+    from thumbcache.pipeline.settle import recount_job
 
     rt = make_runtime(tmp_path, mongo_url, db_name)
     job = scanned_job(rt, folder_of(tmp_path, 2))

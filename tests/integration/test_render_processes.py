@@ -18,17 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 from thumbcache.errors import ImageTooLarge, RenderCrashed, RenderTimeout
+from thumbcache.renditions import THUMBNAIL
 from thumbcache.sandbox.pool import RenderPool
 from thumbcache.sandbox.protocol import RenderTask
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.settings import LimitSettings
 
 from tests.imagegen import jpeg_bytes
 
-THUMB = RenditionSettings(300, 300)
-
 
 def task(root: Path, source: str, limits: LimitSettings | None = None) -> RenderTask:
-    return RenderTask(str(root), source, THUMB, limits or LimitSettings(), thumbnail=True)
+    return RenderTask(str(root), source, THUMBNAIL, limits or LimitSettings())
 
 
 def big_png(path: Path, side: int, mode: str = "RGB") -> None:

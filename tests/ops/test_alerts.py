@@ -15,7 +15,7 @@ import dramatiq
 import pytest
 from prometheus_client import REGISTRY
 from thumbcache.broker import make_broker
-from thumbcache.contracts import RenderRequest, render_message
+from thumbcache.contracts import RenderRequest, all_queues, render_message
 from thumbcache.ops.alerts import (
     DEAD_LETTERS,
     FAILURE_RATIO,
@@ -27,6 +27,7 @@ from thumbcache.ops.alerts import (
 )
 from thumbcache.ops.dead_letters import dead_letter_depths, handle_dead_letters
 from thumbcache.ops.webhook import WebhookNotifier
+from thumbcache.renditions import DEFAULT_RENDITIONS, THUMBNAIL
 from thumbcache.settings import OpsSettings, Settings, load_settings
 from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.store import Store, connect
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.integration
 RAISED = "thumbcache_alerts_raised_total"
 OPS = OpsSettings(alert_failure_ratio=0.2, alert_min_images=10, stalled_after_seconds=900)
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+QUEUES = all_queues(DEFAULT_RENDITIONS.values())
 
 
 def job(job_id: str = "j1", **fields: object) -> dict[str, object]:
@@ -180,7 +183,9 @@ def settings_for(mongo_url: str, db_name: str, **env: str) -> Settings:
 
 
 def make_job(store: Store, job_id: str) -> None:
-    store.jobs.create(job_id, "c1", "/photos", force=False, recipes={})
+    store.jobs.create(
+        job_id, "c1", "/photos", force=False, recipes={}, stages=("thumbnail", "cache")
+    )
 
 
 def test_a_stalled_job_alerts_once_then_resolves_then_alerts_again(
@@ -338,7 +343,7 @@ def test_the_status_service_reads_these_alerts(store: Store, mongo_url: str, db_
 
 def dead_letter_directly(broker: dramatiq.Broker, queue: str = "thumbnail") -> str:
     """Put one render message straight into a dead-letter queue, as Dramatiq would."""
-    message = render_message("thumbnail", RenderRequest("job-x", "c1", "img-1", "a.jpg"))
+    message = render_message(THUMBNAIL, RenderRequest("job-x", "c1", "img-1", "a.jpg"))
     broker.declare_queue(queue, ensure=True)
     broker.channel.basic_publish(  # type: ignore[attr-defined]
         exchange="", routing_key=f"{queue}.XQ", body=message.encode()
@@ -378,12 +383,12 @@ def test_a_dead_letter_alerts_via_check_alerts_and_the_alert_clears_after_a_requ
         assert summary["dead_letters_recorded"] == 1
         assert store.db["dead_letters"].find_one({"_id": message_id})["job_id"] == "job-x"  # type: ignore[index]
         assert [a["alert_id"] for a in hook.attempts] == ["thumbnail.XQ:dead_letters"] * 2
-        assert dead_letter_depths(broker)["thumbnail.XQ"] == 1  # recording lost nothing
+        assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 1  # recording lost nothing
 
         assert cli.main(["check-alerts", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["raised"] == []  # still true: not raised again
 
-        handle_dead_letters(broker, store.db, requeue=True)  # the repair
+        handle_dead_letters(broker, store.db, queues=QUEUES, requeue=True)  # the repair
         assert cli.main(["check-alerts", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["resolved"] == ["thumbnail.XQ:dead_letters"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from thumbcache.ops.cleanup import cleanup
-from thumbcache.ops.references import Reference
+from thumbcache.state.references import Reference
 
 from tests.invariants import assert_folders_match_disk, assert_renditions_valid
 from tests.ops import age, plant, processed, renditions, run_cli, stats

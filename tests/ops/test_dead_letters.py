@@ -13,7 +13,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 from thumbcache.broker import make_broker
-from thumbcache.contracts import THUMBNAIL_ACTOR, RenderRequest, render_message
+from thumbcache.contracts import RenderRequest, all_queues, render_message
 from thumbcache.ops.dead_letters import (
     dead_letter_depths,
     describe,
@@ -21,12 +21,15 @@ from thumbcache.ops.dead_letters import (
     origin_queue,
     requeue_copy,
 )
+from thumbcache.renditions import CACHE, DEFAULT_RENDITIONS, THUMBNAIL
 from thumbcache.settings import load_settings
 from thumbcache.state.store import Store, connect
 from thumbcache_control import cli
 
 pytestmark = pytest.mark.integration
 REQUEST = RenderRequest("job-1", "coll-1", "img-1", "book.cbz#p/001.jpg")
+
+QUEUES = all_queues(DEFAULT_RENDITIONS.values())
 
 
 class Flaky:
@@ -51,7 +54,7 @@ def declare_flaky(broker: dramatiq.Broker) -> Flaky:
         body(payload)
 
     dramatiq.actor(
-        actor_name=THUMBNAIL_ACTOR, queue_name="thumbnail", broker=broker, max_retries=0
+        actor_name=THUMBNAIL.actor_name, queue_name="thumbnail", broker=broker, max_retries=0
     )(generate_thumbnail)
     return body
 
@@ -89,7 +92,7 @@ def test_a_real_dead_letter_is_listed_without_loss_recorded_requeued_and_process
     rabbit: dramatiq.Broker, store: Store
 ) -> None:
     actor = declare_flaky(rabbit)
-    message = rabbit.enqueue(render_message("thumbnail", REQUEST))
+    message = rabbit.enqueue(render_message(THUMBNAIL, REQUEST))
     worker = dramatiq.Worker(rabbit, queues={"thumbnail"}, worker_threads=1, worker_timeout=100)
     worker.start()
     try:  # the fault: the actor raises and has no retries left, so RabbitMQ dead-letters it
@@ -98,11 +101,11 @@ def test_a_real_dead_letter_is_listed_without_loss_recorded_requeued_and_process
         worker.stop()
 
     for _ in range(2):  # listing twice: nothing lost, nothing recorded twice
-        (seen,) = handle_dead_letters(rabbit, store.db)
+        (seen,) = handle_dead_letters(rabbit, store.db, queues=QUEUES)
         assert not seen.requeued and counts(rabbit) == (0, 0, 1)
     letter = seen.letter
     assert (letter.message_id, letter.actor, letter.queue, letter.dead_queue) == (
-        message.message_id, THUMBNAIL_ACTOR, "thumbnail", "thumbnail.XQ")  # fmt: skip
+        message.message_id, THUMBNAIL.actor_name, "thumbnail", "thumbnail.XQ")  # fmt: skip
     assert letter.payload["image_id"] == "img-1" and letter.message is not None
     record = store.db["dead_letters"].find_one({"_id": message.message_id})
     assert record is not None
@@ -112,7 +115,7 @@ def test_a_real_dead_letter_is_listed_without_loss_recorded_requeued_and_process
     assert store.db["dead_letters"].count_documents({}) == 1
 
     actor.broken = False  # the repair, then the requeue
-    (requeued,) = handle_dead_letters(rabbit, store.db, requeue=True)
+    (requeued,) = handle_dead_letters(rabbit, store.db, queues=QUEUES, requeue=True)
     assert requeued.requeued and counts(rabbit) == (1, 0, 0)
     record = store.db["dead_letters"].find_one({"_id": message.message_id})
     assert record is not None and (record["status"], record["requeues"]) == ("requeued", 1)
@@ -146,7 +149,7 @@ def test_the_command_lists_requeues_and_leaves_garbage_in_place(
         "DATABASE": db_name,
     }.items():
         monkeypatch.setenv(f"THUMBCACHE_{name}", value)
-    dead = render_message("cache", REQUEST).copy(
+    dead = render_message(CACHE, REQUEST).copy(
         options={"retries": 5, "traceback": "Traceback ...\nOSError: disk full\n"}
     )
     rabbit.declare_queue("cache", ensure=True)
@@ -178,26 +181,26 @@ def test_the_embedded_stub_brokers_dead_letters_are_handled_too(store: Store) ->
     broker = StubBroker()
     broker.add_middleware(CurrentMessage())
     actor = declare_flaky(broker)
-    broker.enqueue(render_message("thumbnail", REQUEST))
+    broker.enqueue(render_message(THUMBNAIL, REQUEST))
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     try:
         broker.join("thumbnail", fail_fast=False)
-        assert dead_letter_depths(broker)["thumbnail.XQ"] == 1
-        assert not handle_dead_letters(broker, store.db)[0].requeued
-        assert dead_letter_depths(broker)["thumbnail.XQ"] == 1
+        assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 1
+        assert not handle_dead_letters(broker, store.db, queues=QUEUES)[0].requeued
+        assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 1
         actor.broken = False
-        assert handle_dead_letters(broker, store.db, requeue=True)[0].requeued
+        assert handle_dead_letters(broker, store.db, queues=QUEUES, requeue=True)[0].requeued
         broker.join("thumbnail", fail_fast=False)
         worker.join()
     finally:
         worker.stop()
-    assert dead_letter_depths(broker)["thumbnail.XQ"] == 0
+    assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 0
     assert [p for p, _ in actor.processed] == [REQUEST.to_dict()]
 
 
 def test_requeue_copies_keep_the_id_and_payload_and_reset_the_retries() -> None:
-    original = render_message("thumbnail", REQUEST, lane="backfill").copy(
+    original = render_message(THUMBNAIL, REQUEST, lane="backfill").copy(
         queue_name="thumbnail-backfill.DQ",
         options={"retries": 3, "eta": 1, "traceback": "x", "max_retries": 7},
     )

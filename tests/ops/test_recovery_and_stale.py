@@ -10,8 +10,8 @@ import pytest
 from thumbcache.broker import make_broker, queue_depth
 from thumbcache.ops.recovery import recover_unfinished_jobs
 from thumbcache.ops.stale import check_stale
-from thumbcache.pipeline.recovery import recount_job
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import recount_job
 from thumbcache.settings import load_settings
 from thumbcache.state.store import connect
 

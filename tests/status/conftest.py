@@ -15,11 +15,12 @@ import falcon.testing
 import pytest
 from thumbcache.broker import make_broker
 from thumbcache.contracts import ScanRequest
+from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import scan_step, start_scan
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.store import Store, connect
-from thumbcache_control.embedded_run import declare_all_stages, run_job
+from thumbcache_control.embedded_run import run_job
 from thumbcache_status.app import create_app
 
 from tests.imagegen import jpeg_bytes, make_collection
@@ -76,7 +77,7 @@ def memory_runtime(store: Store, settings: Settings) -> Runtime:
     """Every stage declared on Dramatiq's in-process broker (messages wait for a worker)."""
     settings = replace(settings, broker_url="memory://")
     rt = Runtime(settings, store, make_broker(settings))
-    declare_all_stages(rt.broker, rt)
+    declare_actors(rt.broker, rt, scan=True, renditions=settings.rendition_names)
     return rt
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import falcon.testing
+from thumbcache.reports import image_line
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
-from thumbcache_control.summary import image_line
 from thumbcache_status.app import create_app
 
 from tests.status.conftest import Populated
@@ -35,7 +35,10 @@ def test_images_page_through_exactly_what_images_json_prints(
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    cli_lines = [image_line(i) for i in populated.store.images.iter_collection(collection_id)]
+    cli_lines = [
+        image_line(i, ("thumbnail", "cache"))
+        for i in populated.store.images.iter_collection(collection_id)
+    ]
     assert [{k: v for k, v in s.items() if k != "image_id"} for s in seen] == cli_lines
     assert {s["source"] for s in seen} == set(populated.expected)
     assert client.simulate_get(f"/v1/collections/{'0' * 16}/images").status_code == 404

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import falcon.testing
 from thumbcache.ids import new_job_id
+from thumbcache.reports import job_summary
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
-from thumbcache_control.summary import job_summary
 from thumbcache_status.app import create_app
 
 from tests.status.conftest import Populated, memory_runtime, planned_job, write_images
@@ -53,7 +53,14 @@ def test_jobs_page_newest_first_and_filter_by_status_and_collection(
     store, settings = fresh
     ids = [new_job_id(now=1_700_000_000 + i) for i in range(5)]
     for i, job_id in enumerate(ids):
-        store.jobs.create(job_id, "a" * 16 if i % 2 else "b" * 16, "/r", force=False, recipes={})
+        store.jobs.create(
+            job_id,
+            "a" * 16 if i % 2 else "b" * 16,
+            "/r",
+            force=False,
+            recipes={},
+            stages=("thumbnail", "cache"),
+        )
     store.jobs.finish_if_complete(ids[0])  # nothing scanned: stays running
     client = falcon.testing.TestClient(create_app(store, settings))
 
@@ -81,7 +88,9 @@ def test_a_failed_job_shows_its_reason_and_is_listed_as_failed(
     store, settings = fresh
     ok, stopped = new_job_id(now=1_700_000_000), new_job_id(now=1_700_000_001)
     for job_id in (ok, stopped):
-        store.jobs.create(job_id, "a" * 16, "/r", force=False, recipes={})
+        store.jobs.create(
+            job_id, "a" * 16, "/r", force=False, recipes={}, stages=("thumbnail", "cache")
+        )
     reason = {"class": "StateUnavailable", "message": "down (the scan gave up after 6 tries)"}
     assert store.jobs.fail(stopped, reason)
     client = falcon.testing.TestClient(create_app(store, settings))

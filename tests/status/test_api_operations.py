@@ -8,7 +8,7 @@ import falcon.testing
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 from thumbcache.broker import queue_depth
-from thumbcache.contracts import QUEUE_OF_STAGE
+from thumbcache.contracts import all_queues
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
 from thumbcache_status.app import create_app
@@ -105,7 +105,9 @@ def test_metrics_of_a_running_job_with_queue_depths(
     app = create_app(
         store,
         settings,
-        queue_depths=lambda: {q: queue_depth(rt.broker, q) for q in QUEUE_OF_STAGE.values()},
+        queue_depths=lambda: {
+            q: queue_depth(rt.broker, q) for q in all_queues(rt.settings.renditions.values())
+        },
     )
     metrics = samples(falcon.testing.TestClient(app).simulate_get("/metrics").text)
     assert metrics["thumbcache_jobs", (("status", "running"),)] == 1

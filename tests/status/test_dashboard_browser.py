@@ -26,7 +26,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
-from thumbcache_status.serve import Embedded, _QuietHandler, _ThreadingServer, embedded_service
+from thumbcache_control.serve import Embedded, _QuietHandler, _ThreadingServer, embedded_service
 
 from tests.status.conftest import write_images
 
@@ -120,9 +120,9 @@ def test_progress_moves_and_thumbnails_appear(
     seen = [wait_until(lambda: shown_progress(browser, job_id), 20, "the job card")]
     assert seen[0][:2] == ("running", 0)
 
-    svc.worker.start()
+    svc.host.start()
     wait_until(lambda: _done(store, job_id) >= IMAGES // 3, 120, "some progress")
-    svc.worker.pause()
+    svc.host.worker.pause()
     time.sleep(1.0)  # messages already taken finish; nothing new starts
     held = _done(store, job_id)
     part = wait_until(
@@ -134,7 +134,7 @@ def test_progress_moves_and_thumbnails_appear(
     wait_until(lambda: _loaded_thumbnails(browser) > 0, 20, "the first thumbnails")
     _screenshot(browser, tmp_path)
 
-    svc.worker.resume()
+    svc.host.worker.resume()
     final = wait_until(
         lambda: (p := shown_progress(browser, job_id)) and p[0] == "done" and p, 120, "the end"
     )

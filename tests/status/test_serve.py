@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from thumbcache.errors import ConfigError
 from thumbcache.settings import load_settings
-from thumbcache_status.serve import is_loopback, serve
+from thumbcache_control.serve import is_loopback, serve
 
 from tests.status.conftest import write_images
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 SERVE = """
 import sys
 from thumbcache.settings import load_settings
-from thumbcache_status.serve import serve
+from thumbcache_control.serve import serve
 settings = load_settings(env={}, overrides={"data_dir": sys.argv[1]})
 def ready(url):
     open(sys.argv[3], "w").write(url)

@@ -1,7 +1,18 @@
 """The wire contract: versioned payloads, tolerant of unknown fields, strict on known ones."""
 
 import pytest
-from thumbcache.contracts import PayloadError, RenderRequest, ScanRequest, render_message
+from thumbcache.contracts import (
+    BACKFILL,
+    LANES,
+    PayloadError,
+    RenderRequest,
+    ScanRequest,
+    all_queues,
+    lanes_of,
+    render_message,
+    render_queues,
+)
+from thumbcache.renditions import CACHE, THUMBNAIL, RenditionSettings
 
 
 def test_payload_round_trips_with_a_version():
@@ -31,7 +42,22 @@ def test_bad_payloads_are_rejected_with_a_reason(data):
 
 
 def test_messages_carry_ids_and_references_never_bytes():
-    message = render_message("cache", RenderRequest("j", "c", "i", "a.jpg"))
+    message = render_message(CACHE, RenderRequest("j", "c", "i", "a.jpg"))
     assert message.queue_name == "cache" and message.actor_name == "generate_cache"
+    backfill = render_message(CACHE, RenderRequest("j", "c", "i", "a.jpg"), BACKFILL)
+    assert backfill.queue_name == "cache-backfill"
     (payload,) = message.args
     assert all(isinstance(v, (str, bool, int)) for v in payload.values())
+
+
+def test_queues_follow_the_registry():
+    preview = RenditionSettings(600, 600, name="preview", queue="previews")
+    assert all_queues([THUMBNAIL, preview]) == (
+        "scan",
+        "thumbnail",
+        "thumbnail-backfill",
+        "previews",
+        "previews-backfill",
+    )
+    assert render_queues([preview], lanes_of("fresh")) == ("previews",)
+    assert lanes_of("all") == LANES

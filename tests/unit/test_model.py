@@ -3,7 +3,7 @@
 import os
 
 from thumbcache.ids import collection_id_for, image_id_for, new_job_id
-from thumbcache.settings import RenditionSettings
+from thumbcache.renditions import RenditionSettings
 from thumbcache.state.model import (
     JOB_STATUSES,
     error_doc,
@@ -19,15 +19,25 @@ FP = {"size": 10, "mtime_ns": 5, "crc": None}
 
 
 def test_recipe_changes_with_what_changes_the_output_only():
-    base = recipe_hash("thumbnail", RenditionSettings(300, 300), "1")
-    assert base == recipe_hash("thumbnail", RenditionSettings(300, 300), "1")
-    assert base != recipe_hash("thumbnail", RenditionSettings(256, 256), "1")
-    assert base != recipe_hash("thumbnail", RenditionSettings(300, 300, quality=80), "1")
-    assert base != recipe_hash("thumbnail", RenditionSettings(300, 300), "2")
-    assert base != recipe_hash("cache", RenditionSettings(300, 300), "1")
+    base = recipe_hash(RenditionSettings(300, 300, name="thumbnail"), "1")
+    assert base == recipe_hash(RenditionSettings(300, 300, name="thumbnail"), "1")
+    assert base != recipe_hash(RenditionSettings(256, 256, name="thumbnail"), "1")
+    assert base != recipe_hash(RenditionSettings(300, 300, quality=80, name="thumbnail"), "1")
+    assert base != recipe_hash(RenditionSettings(300, 300, name="thumbnail"), "2")
+    assert base != recipe_hash(RenditionSettings(300, 300, name="cache"), "1")
     # webp effort matters for webp only
-    assert recipe_hash("cache", RenditionSettings(1, 1, webp_method=1), "1") == recipe_hash(
-        "cache", RenditionSettings(1, 1, webp_method=6), "1"
+    assert recipe_hash(RenditionSettings(1, 1, webp_method=1, name="cache"), "1") == recipe_hash(
+        RenditionSettings(1, 1, webp_method=6, name="cache"), "1"
+    )
+    # so do the chroma and Huffman rules; names that only place files do not
+    assert base != recipe_hash(
+        RenditionSettings(300, 300, optimize_coding=True, name="thumbnail"), "1"
+    )
+    assert base != recipe_hash(
+        RenditionSettings(300, 300, chroma_444_from_quality=80, name="thumbnail"), "1"
+    )
+    assert base == recipe_hash(
+        RenditionSettings(300, 300, folder="t", queue="q", actor="a", name="thumbnail"), "1"
     )
 
 
@@ -88,7 +98,7 @@ def test_recount_counts_uncommitted_chunks_only_for_their_worker_side():
             "completed",
         ),
     ]
-    flat = flatten(counters_from_items(items, committed_chunks=1))
+    flat = flatten(counters_from_items(items, 1, ("thumbnail", "cache")))
     assert flat["total"] == 3
     assert (flat["completed"], flat["skipped"], flat["failed"]) == (2, 1, 1)
     assert flat["stages.scan.total"] == 3 and flat["stages.scan.failed"] == 1

@@ -15,22 +15,29 @@ def write(tmp_path, name, text):
 
 def test_defaults_match_the_review():
     settings = load_settings(files=[], env={})
-    assert (settings.thumbnail.width, settings.thumbnail.height) == (300, 300)
-    assert (settings.cache.width, settings.cache.height) == (1920, 1080)
-    assert settings.thumbnail.quality == settings.cache.quality == 85
+    thumbnail, cache = settings.renditions["thumbnail"], settings.renditions["cache"]
+    assert settings.rendition_names == ("thumbnail", "cache")
+    assert (thumbnail.width, thumbnail.height) == (300, 300)
+    assert (cache.width, cache.height) == (1920, 1080)
+    assert thumbnail.quality == cache.quality == 85
     assert settings.broker_url == "memory://"
     assert settings.embedded
 
 
 def test_files_apply_in_order_then_environment_wins(tmp_path):
-    base = write(tmp_path, "base.toml", "[thumbnail]\nwidth = 200\nquality = 70\n")
-    prod = write(tmp_path, "prod.toml", "[thumbnail]\nwidth = 256\n")
+    base = write(tmp_path, "base.toml", "[renditions.thumbnail]\nwidth = 200\nquality = 70\n")
+    prod = write(tmp_path, "prod.toml", "[renditions.thumbnail]\nwidth = 256\n")
     settings = load_settings(
-        env={"THUMBCACHE_CONFIG": f"{base}:{prod}", "THUMBCACHE_THUMBNAIL__QUALITY": "60"}
+        env={
+            "THUMBCACHE_CONFIG": f"{base}:{prod}",
+            "THUMBCACHE_RENDITIONS__THUMBNAIL__QUALITY": "60",
+        }
     )
-    assert settings.thumbnail.width == 256  # overlay beats base
-    assert settings.thumbnail.height == 300  # untouched default survives a partial table
-    assert settings.thumbnail.quality == 60  # environment beats files
+    thumbnail = settings.renditions["thumbnail"]
+    assert thumbnail.width == 256  # overlay beats base
+    assert thumbnail.height == 300  # untouched default survives a partial table
+    assert thumbnail.quality == 60  # environment beats files
+    assert thumbnail.folder_name == "thumbnails"  # and so do the built-in names
 
 
 def test_documented_variables_work():
@@ -58,13 +65,22 @@ def test_overrides_sit_on_top():
 @pytest.mark.parametrize(
     ("env", "key"),
     [
-        ({"THUMBCACHE_THUMBNAIL__QUALITY": "101"}, "thumbnail.quality"),
-        ({"THUMBCACHE_CACHE__WIDTH": "wide"}, "width"),
-        ({"THUMBCACHE_CACHE__FORMAT": "gif"}, "cache.format"),
+        ({"THUMBCACHE_RENDITIONS__THUMBNAIL__QUALITY": "101"}, "renditions.thumbnail.quality"),
+        ({"THUMBCACHE_RENDITIONS__CACHE__WIDTH": "wide"}, "renditions.cache.width"),
+        ({"THUMBCACHE_RENDITIONS__CACHE__FORMAT": "gif"}, "renditions.cache.format"),
+        ({"THUMBCACHE_RENDITIONS__PREVIEW__WIDTH": "600"}, "renditions.preview"),  # no height
+        (
+            {"THUMBCACHE_RENDITIONS__SCAN__WIDTH": "6", "THUMBCACHE_RENDITIONS__SCAN__HEIGHT": "6"},
+            "renditions.scan",
+        ),
+        ({"THUMBCACHE_RENDITIONS__CACHE__QUEUE": "thumbnail"}, "renditions"),  # shared queue
+        ({"THUMBCACHE_RENDITIONS__CACHE__FILE_NAME": "x.jpg"}, "renditions.cache.file_name"),
+        ({"THUMBCACHE_WORKER__RENDITIONS": "nope"}, "worker.renditions"),
+        ({"THUMBCACHE_THUMBNAIL__QUALITY": "80"}, "[renditions.thumbnail]"),  # the old form
         ({"THUMBCACHE_BROKER_URL": "redis://x"}, "broker_url"),
         ({"THUMBCACHE_SCAN__CHUNK_SIZE": "0"}, "scan.chunk_size"),
         ({"THUMBCACHE_WORKER__FSYNC": "maybe"}, "fsync"),
-        ({"THUMBCACHE_THUMBNAIL__NOPE": "1"}, "thumbnail.nope"),
+        ({"THUMBCACHE_RENDITIONS__THUMBNAIL__NOPE": "1"}, "renditions.thumbnail.nope"),
     ],
 )
 def test_a_bad_value_fails_naming_its_key(env, key):
@@ -88,3 +104,29 @@ def test_missing_or_broken_file_is_a_config_error(tmp_path):
 def test_unrelated_thumbcache_variables_are_not_settings():
     settings = load_settings(files=[], env={"THUMBCACHE_API_TOKEN": "secret"})
     assert settings.broker_url == "memory://"
+
+
+def test_a_table_adds_a_rendition_with_names_derived_from_it(tmp_path):
+    # Given a configuration file that declares a third rendition by its box alone
+    path = write(tmp_path, "base.toml", "[renditions.preview]\nwidth = 600\nheight = 600\n")
+    # When settings load
+    settings = load_settings(files=[path], env={})
+    # Then it is a rendition like the built-in ones, after them, with its own names
+    assert settings.rendition_names == ("thumbnail", "cache", "preview")
+    preview = settings.rendition("preview")
+    assert (preview.width, preview.height, preview.quality, preview.format) == (
+        600,
+        600,
+        85,
+        "jpeg",
+    )
+    assert (preview.queue_name, preview.backfill_queue_name) == ("preview", "preview-backfill")
+    assert (preview.actor_name, preview.folder_name) == ("generate_preview", "preview")
+    assert settings.served_renditions() == ("thumbnail", "cache", "preview")
+
+
+def test_a_worker_can_be_bound_to_its_renditions():
+    settings = load_settings(files=[], env={"THUMBCACHE_WORKER__RENDITIONS": "cache"})
+    assert settings.served_renditions() == ("cache",)
+    with pytest.raises(LookupError, match="configured: thumbnail, cache"):
+        settings.rendition("preview")

@@ -1,10 +1,11 @@
 """Cache-folder placement, rendition layout and atomic writes."""
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from thumbcache.errors import StorageError
-from thumbcache.settings import RenditionSettings
+from thumbcache.renditions import CACHE, THUMBNAIL, RenditionSettings
 from thumbcache.storage.atomic import remove_leftover_temps, write_atomically
 from thumbcache.storage.layout import rendition_path
 from thumbcache.storage.placement import FolderCandidate, choose_folder
@@ -36,15 +37,18 @@ def test_full_folders_take_no_new_collections():
 
 
 def test_paths_follow_the_review_layout_with_sizes_from_settings():
-    thumb = RenditionSettings(300, 300)
-    cache = RenditionSettings(1920, 1080, format="webp")
-    assert (
-        rendition_path("/f", "thumbnail", "col", "img", thumb)
-        == "/f/thumbnails/col/img_300x300.jpg"
-    )
-    assert (
-        rendition_path("/f", "cache", "col", "img", cache)
-        == "/f/cache/col/img_cache_1920x1080.webp"
+    cache = replace(CACHE, format="webp")
+    assert rendition_path("/f", THUMBNAIL, "col", "img") == "/f/thumbnails/col/img_300x300.jpg"
+    assert rendition_path("/f", cache, "col", "img") == "/f/cache/col/img_cache_1920x1080.webp"
+
+
+def test_a_new_rendition_gets_its_own_folder_and_names_by_default():
+    preview = RenditionSettings(600, 600, name="preview")
+    assert rendition_path("/f", preview, "col", "img") == "/f/preview/col/img_preview_600x600.jpg"
+    assert (preview.queue_name, preview.backfill_queue_name, preview.actor_name) == (
+        "preview",
+        "preview-backfill",
+        "generate_preview",
     )
 
 

@@ -13,13 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from thumbcache.contracts import LANES, WORKER_MODULE_OF_STAGE, queues_of
+from thumbcache.contracts import (
+    RENDER_WORKER_MODULE,
+    SCAN_QUEUE,
+    SCANNER_WORKER_MODULE,
+    lanes_of,
+    render_queues,
+)
 from thumbcache.errors import ConfigError, ThumbcacheError
 from thumbcache.logs import setup_logging
+from thumbcache.reports import human_status, image_line, job_summary
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.model import JOB_FAILED, job_has_ended
-
-from thumbcache_control.summary import human_status, image_line, job_summary
 
 log = logging.getLogger("thumbcache")
 # Exit codes (documented in README.md): a script can tell a clean run from one with failures.
@@ -43,7 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rebalance",
     "folders",
 )
-WORKER_STAGES = {"scanner": "scan", "thumbnail": "thumbnail", "cache": "cache"}
+SCANNER = "scanner"  # `thumbcache worker scanner`; any other name is a rendition's worker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         importlib.import_module(f"thumbcache_control.commands.{module}").register(sub)
 
     worker = sub.add_parser("worker", help="run one stage's Dramatiq worker (container entry)")
-    worker.add_argument("stage", choices=sorted(WORKER_STAGES))
+    worker.add_argument("stage", help="'scanner', or the name of a rendition (thumbnail, cache...)")
     worker.add_argument("--threads", type=int, help="worker threads (default: settings)")
     worker.set_defaults(handler=_cmd_worker)
     return parser
@@ -189,20 +194,20 @@ def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
 
 
 def _cmd_images(args: argparse.Namespace, settings: Settings) -> int:
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     with open_store(settings) as store:
         if store.collections.get(args.collection_id) is None:
             print(f"thumbcache: unknown collection {args.collection_id}", file=sys.stderr)
             return EXIT_JOB_COULD_NOT_RUN
         for image in store.images.iter_collection(args.collection_id):
-            line = image_line(image)
+            line = image_line(image, settings.rendition_names)
             if args.json:
                 print(json.dumps(line))
             else:
                 sizes = " ".join(
                     f"{k}={v['width']}x{v['height']}"
-                    for k in ("thumbnail", "cache")
+                    for k in settings.rendition_names
                     if (v := line[k])
                 )
                 print(f"{line['source']}  {line['error'] or sizes}")
@@ -211,12 +216,11 @@ def _cmd_images(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from thumbcache.broker import make_broker
+    from thumbcache.database import open_store
     from thumbcache.pipeline.runtime import Runtime
     from thumbcache.pipeline.scan import start_scan
 
-    from thumbcache_control.embedded_run import open_store
-
-    if settings.broker_url.startswith("memory://"):
+    if settings.in_process_broker:
         raise ConfigError(
             "scan submits to a broker: set THUMBCACHE_BROKER_URL (or use `thumbcache run`)"
         )
@@ -250,7 +254,7 @@ def _wait_for_job(store: Any, job_id: str) -> dict[str, Any]:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     with open_store(settings) as store:
         if args.job_id is None:
@@ -288,7 +292,7 @@ def _stage_errors(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from thumbcache_status.serve import serve
+    from thumbcache_control.serve import serve
 
     return serve(
         settings,
@@ -301,20 +305,32 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Replace this process with Dramatiq's worker for one stage (so it gets SIGTERM first)."""
-    threads = args.threads or settings.worker.threads
-    stage = WORKER_STAGES[args.stage]
-    lanes = LANES if settings.worker.lane == "all" else (settings.worker.lane,)
+    module, queues, env = worker_command(settings, args.stage)
     # Only this stage's queues (and their delay queues): publishing declares other stages'
     # queues on the scanner's broker, and Dramatiq would otherwise consume those too.
     argv = [
-        sys.executable, "-m", "dramatiq", WORKER_MODULE_OF_STAGE[stage],
-        "--queues", *queues_of(stage, lanes),
-        "--processes", "1", "--threads", str(threads),
+        sys.executable, "-m", "dramatiq", module, "--queues", *queues,
+        "--processes", "1", "--threads", str(args.threads or settings.worker.threads),
         "--worker-shutdown-timeout", str(settings.worker.shutdown_timeout_seconds * 1000),
     ]  # fmt: skip
     sys.stdout.flush()
-    os.execv(sys.executable, argv)
-    return EXIT_OK  # pragma: no cover - execv does not return
+    os.execve(sys.executable, argv, {**os.environ, **env})
+    return EXIT_OK  # pragma: no cover - execve does not return
+
+
+def worker_command(settings: Settings, stage: str) -> tuple[str, tuple[str, ...], dict[str, str]]:
+    """(Dramatiq module, queues, environment) of the worker for ``scanner`` or a rendition."""
+    if stage == SCANNER:
+        return SCANNER_WORKER_MODULE, (SCAN_QUEUE,), {}
+    try:
+        rendition = settings.rendition(stage)
+    except LookupError:
+        raise ConfigError(
+            f"no stage {stage!r}: give 'scanner' or a rendition "
+            f"({', '.join(settings.rendition_names)})"
+        ) from None
+    queues = render_queues([rendition], lanes_of(settings.worker.lane))
+    return RENDER_WORKER_MODULE, queues, {"THUMBCACHE_WORKER__RENDITIONS": stage}
 
 
 if __name__ == "__main__":

@@ -6,60 +6,27 @@ the database server (a child process) differ. A rerun after a crash resumes the 
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any, TextIO
 
-import dramatiq
-from thumbcache.broker import make_broker, queue_depth
-from thumbcache.contracts import ACTORS_MODULE_OF_STAGE, ALL_QUEUES, STAGES
-from thumbcache.embedded import EmbeddedMongo
-from thumbcache.pipeline.recovery import (
-    recount_folder,
-    recount_job,
-    repair_job,
-    republish_open_work,
-)
+from thumbcache.hosting import Host, hosted_stages
+from thumbcache.pipeline.recovery import recount_folder, repair_job, republish_open_work
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection, start_scan
+from thumbcache.pipeline.settle import recount_job
+from thumbcache.reports import progress_line
 from thumbcache.settings import Settings
 from thumbcache.state.model import job_has_ended
-from thumbcache.state.store import Store, connect
 from thumbcache.storage.atomic import remove_leftover_temps
-from thumbcache.storage.layout import STAGE_DIRS
-
-from thumbcache_control.summary import progress_line
+from thumbcache.storage.layout import collection_dir
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
 CLEAR_TO_END_OF_LINE = "\x1b[K"
 IDLE_REPAIR_SECONDS = 5.0
-
-
-@contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    """The configured MongoDB, or the embedded server under the data dir."""
-    if not settings.embedded:
-        yield connect(settings.mongo_url, settings.database)
-        return
-    server = EmbeddedMongo(settings.data_dir)
-    url = server.start()
-    try:
-        yield connect(url, settings.database)
-    finally:
-        server.stop()
-
-
-def declare_all_stages(broker: dramatiq.Broker, rt: Runtime) -> None:
-    """Declare every stage's actors on one broker, from each service's own actors module."""
-    for stage in STAGES:
-        importlib.import_module(ACTORS_MODULE_OF_STAGE[stage]).declare(broker, rt)
 
 
 def run_job(
@@ -85,24 +52,12 @@ def run_with(
 ) -> dict[str, Any]:
     """Host every stage in this process, let ``starter`` create or reopen a job, and wait for
     it to finish (regenerate, retry and warm use this in the embedded mode too)."""
-    settings = replace(settings, broker_url="memory://")
-    with open_store(settings) as store:
-        broker = make_broker(settings)
-        rt = Runtime(settings, store, broker)
-        declare_all_stages(broker, rt)
-        # A worker process emits this at boot; it starts Dramatiq's time-limit timer.
-        broker.emit_after("process_boot")
-        job = starter(rt)
+    with hosted_stages(settings) as host:
+        job = starter(host.runtime)
         if on_job is not None:
             on_job(job)
-        # One extra thread for the scanner, which may wait at the high-water mark.
-        threads = (settings.worker.threads or os.cpu_count() or 2) + 1
-        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
-        worker.start()
-        try:
-            return _wait(rt, job["_id"], progress)
-        finally:
-            worker.stop(timeout=settings.worker.shutdown_timeout_seconds * 1000)
+        host.start()
+        return _wait(host, job["_id"], progress)
 
 
 def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
@@ -116,14 +71,15 @@ def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
     folder_id = str(collection["folder_id"])
     recount_folder(rt, folder_id)
     folder = rt.folder_path(folder_id)
-    for stage_dir in STAGE_DIRS.values():  # writes a crash cut short (nothing else writes now)
-        remove_leftover_temps(os.path.join(folder, stage_dir, collection["_id"]))
+    for rendition in rt.settings.renditions.values():  # writes a crash cut short (no one
+        remove_leftover_temps(collection_dir(folder, rendition, collection["_id"]))  # writes)
     job = rt.store.jobs.get(job["_id"]) or job
     republish_open_work(rt, job)
     return rt.store.jobs.get(job["_id"]) or job
 
 
-def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
+def _wait(host: Host, job_id: str, progress: TextIO | None) -> dict[str, Any]:
+    rt = host.runtime
     samples: list[tuple[float, int]] = []
     quiet_since = time.monotonic()
     while True:
@@ -142,14 +98,10 @@ def _wait(rt: Runtime, job_id: str, progress: TextIO | None) -> dict[str, Any]:
             return job
         if len(samples) > 1 and samples[-2][1] != done:
             quiet_since = now
-        elif now - quiet_since > IDLE_REPAIR_SECONDS and _queues_empty(rt):
+        elif now - quiet_since > IDLE_REPAIR_SECONDS and host.idle():
             repair_job(rt, job_id)  # nothing moves: a failed write may have lost counts
             quiet_since = now
         time.sleep(POLL_SECONDS)
-
-
-def _queues_empty(rt: Runtime) -> bool:
-    return all(queue_depth(rt.broker, q) == 0 for q in ALL_QUEUES)
 
 
 def _rate(samples: list[tuple[float, int]]) -> float:

@@ -60,10 +60,10 @@ def create_app(
     ``submit_scan`` creates a scan job (None: ``POST /v1/scans`` answers 503); scans are taken
     only under ``allowed_roots`` (none: every source is refused); ``api_token`` (from
     ``THUMBCACHE_API_TOKEN``, read by the caller) guards the write endpoint when set.
-    ``opener`` opens rendition files (a test may make it fail). ``settings`` is taken so every
-    service factory has one shape; nothing in it is needed yet.
+    ``opener`` opens rendition files (a test may make it fail). The renditions of ``settings``
+    name the image records, the rendition routes and the OpenAPI document.
     """
-    del settings
+    renditions = settings.rendition_names
     reader = StatusReader(store, item_scan_budget)
     app = falcon.App(middleware=[SecurityHeaders()])
     app.req_options.strip_url_path_trailing_slash = True
@@ -73,7 +73,7 @@ def create_app(
 
     app.add_route("/", Dashboard(static_dir))
     app.add_static_route("/static", str(static_dir))
-    app.add_route("/openapi.json", OpenApi(build_spec()))
+    app.add_route("/openapi.json", OpenApi(build_spec(renditions)))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(reader))
     app.add_route("/metrics", Metrics(registry))
@@ -82,9 +82,8 @@ def create_app(
     app.add_route("/v1/jobs/{job_id}/failures", JobFailures(reader))
     app.add_route("/v1/collections", CollectionList(reader))
     app.add_route("/v1/collections/{collection_id}", CollectionItem(reader))
-    app.add_route("/v1/collections/{collection_id}/images", CollectionImages(reader))
-    app.add_route("/v1/images/{image_id}/thumbnail", Rendition(reader, "thumbnail", opener))
-    app.add_route("/v1/images/{image_id}/cache", Rendition(reader, "cache", opener))
+    app.add_route("/v1/collections/{collection_id}/images", CollectionImages(reader, renditions))
+    app.add_route("/v1/images/{image_id}/{rendition}", Rendition(reader, renditions, opener))
     app.add_route("/v1/cache-folders", CacheFolders(reader))
     app.add_route("/v1/alerts", Alerts(reader))
     app.add_route("/v1/scans", Scans(submit_scan, tuple(allowed_roots), api_token, plan_scan))

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from pymongo.errors import PyMongoError
-from thumbcache.contracts import STAGES
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.model import JOB_STATUSES
 
@@ -77,12 +76,12 @@ class StateCollector(Collector):
             "Images per second of unfinished jobs",
             labels=["job_id"],
         )
-        totals = {(stage, state): 0 for stage in STAGES for state in ITEM_STATES}
+        totals: dict[tuple[str, str], int] = {}
         now = self._clock()
         for job in self._reader.unfinished_jobs():
             for stage, counts in stage_counts(job).items():
                 for state, n in open_counts(counts).items():
-                    totals[stage, state] += n
+                    totals[stage, state] = totals.get((stage, state), 0) + n
             rate.add_metric([str(job["_id"])], rate_per_s(job, now) or 0.0)
         for (stage, state), n in totals.items():
             items.add_metric([stage, state], n)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from thumbcache.contracts import STAGES
+from thumbcache.contracts import SCAN_STAGE
 from thumbcache.state.model import JOB_STATUSES
 
 from thumbcache_status.params import (
@@ -101,9 +102,8 @@ NSTR = _nullable(STR)
 NNUM = _nullable({"type": "number", "minimum": 0})
 
 
-def _schemas() -> dict[str, Any]:
-    rendition = _nullable(_obj({"path": STR, "width": COUNT, "height": COUNT, "bytes": COUNT}))
-    cache = _nullable(
+def _schemas(renditions: Sequence[str]) -> dict[str, Any]:
+    record = _nullable(
         _obj(
             {
                 "path": STR,
@@ -135,7 +135,12 @@ def _schemas() -> dict[str, Any]:
                 "rate_per_s": NNUM,
                 "eta_s": NNUM,
                 "idle_s": NNUM,
-                "stages": _obj({s: COUNTS for s in STAGES}),
+                # the scan and each rendition the job renders (named as in [renditions])
+                "stages": {
+                    "type": "object",
+                    "required": [SCAN_STAGE],
+                    "additionalProperties": COUNTS,
+                },
                 "current_items": {"type": "array", "items": _ref("CurrentItem")},
             }
         ),
@@ -144,7 +149,7 @@ def _schemas() -> dict[str, Any]:
             {
                 "image_id": NSTR,
                 "source": NSTR,
-                "stage": {"type": "string", "enum": list(STAGES)},
+                "stage": STR,
                 "error_class": STR,
                 "message": STR,
                 "attempts": COUNT,
@@ -171,8 +176,7 @@ def _schemas() -> dict[str, Any]:
                 "height": _nullable({"type": "integer"}),
                 "format": NSTR,
                 "error": NSTR,
-                "thumbnail": rendition,
-                "cache": cache,
+                **dict.fromkeys(renditions, record),
             }
         ),
         "ImagePage": _page_of("Image", NSTR),
@@ -261,12 +265,20 @@ def _get(summary: str, ok: dict[str, Any], params: list[Any], *errors: int) -> d
     }
 
 
-def _rendition(stage: str) -> dict[str, Any]:
+def _rendition(renditions: Sequence[str]) -> dict[str, Any]:
     image = {"schema": {"type": "string", "format": "binary"}}
     return {
         "get": {
-            "summary": f"The {stage} file of an image (read-only, by image id)",
-            "parameters": [_path("image_id", IMAGE_ID_PATTERN)],
+            "summary": "A rendition's file of an image (read-only, by image id and rendition)",
+            "parameters": [
+                _path("image_id", IMAGE_ID_PATTERN),
+                {
+                    "name": "rendition",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(renditions)},
+                },
+            ],
             "responses": {
                 "200": {
                     "description": "the image",
@@ -279,8 +291,8 @@ def _rendition(stage: str) -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The whole OpenAPI document."""
+def build_spec(renditions: Sequence[str]) -> dict[str, Any]:
+    """The whole OpenAPI document, for the configured renditions."""
     job_id = _path("job_id", JOB_ID_PATTERN)
     collection_id = _path("collection_id", COLLECTION_ID_PATTERN)
     page = _json
@@ -338,8 +350,7 @@ def build_spec() -> dict[str, Any]:
                 400,
                 404,
             ),
-            "/v1/images/{image_id}/thumbnail": _rendition("thumbnail"),
-            "/v1/images/{image_id}/cache": _rendition("cache"),
+            "/v1/images/{image_id}/{rendition}": _rendition(renditions),
             "/v1/cache-folders": _get(
                 "Cache folders with bytes, files, capacity and collections",
                 page(_ref("CacheFolderList"), "every cache folder"),
@@ -379,7 +390,7 @@ def build_spec() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(renditions),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

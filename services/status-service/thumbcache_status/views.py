@@ -6,13 +6,11 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from thumbcache.contracts import RENDER_STAGES, STAGES
-from thumbcache.state.model import FAILED, RUNNING, STAGE_COUNTERS
-from thumbcache_control.summary import image_line, job_summary
+from thumbcache.contracts import SCAN_STAGE
+from thumbcache.reports import image_line, job_summary
+from thumbcache.state.model import FAILED, RUNNING, STAGE_COUNTERS, render_stages_of
 
 from thumbcache_status.progress import eta_s, idle_s, rate_per_s
-
-SCAN_STAGE = "scan"
 
 
 def iso(moment: Any) -> str | None:
@@ -24,11 +22,11 @@ def iso(moment: Any) -> str | None:
 
 
 def stage_counts(job: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    """Per-stage counters with every stage and counter present."""
+    """Counters of the scan and of each rendition of the job, every counter present."""
     stages = job.get("stages") or {}
     return {
         stage: {c: int((stages.get(stage) or {}).get(c, 0)) for c in STAGE_COUNTERS}
-        for stage in STAGES
+        for stage in (SCAN_STAGE, *render_stages_of(job))
     }
 
 
@@ -36,8 +34,7 @@ def current_items(items: Iterable[Mapping[str, Any]], cap: int) -> list[dict[str
     """Stages in state running: which file, which stage, which worker, since when."""
     rows: list[dict[str, Any]] = []
     for item in items:
-        for stage in RENDER_STAGES:
-            sub = (item.get("stages") or {}).get(stage) or {}
+        for stage, sub in (item.get("stages") or {}).items():
             if sub.get("state") == RUNNING:
                 rows.append(
                     {
@@ -89,8 +86,7 @@ def failure_view(item: Mapping[str, Any]) -> dict[str, Any] | None:
     error = item.get("error")
     stage, attempts = SCAN_STAGE, 0
     if not error:
-        for name in RENDER_STAGES:
-            sub = (item.get("stages") or {}).get(name) or {}
+        for name, sub in (item.get("stages") or {}).items():
             if sub.get("state") == FAILED:
                 stage, attempts = name, int(sub.get("attempts", 0))
                 error = sub.get("error") or sub.get("last_error")
@@ -106,9 +102,9 @@ def failure_view(item: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def image_view(image: Mapping[str, Any]) -> dict[str, Any]:
+def image_view(image: Mapping[str, Any], renditions: Iterable[str]) -> dict[str, Any]:
     """An image as ``thumbcache images --json`` prints it, plus its id (for rendition URLs)."""
-    return {"image_id": image["_id"], **image_line(image)}
+    return {"image_id": image["_id"], **image_line(image, renditions)}
 
 
 def collection_view(collection: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import falcon
 from thumbcache.broker import make_broker, queue_depth
-from thumbcache.contracts import ALL_QUEUES
+from thumbcache.contracts import all_queues
 from thumbcache.errors import ConfigError
 from thumbcache.logs import setup_logging
 from thumbcache.pipeline.runtime import Runtime
@@ -49,6 +49,7 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
         # An in-process broker here would swallow scans no worker ever sees.
         return create_app(store, settings, api_token=token)
     runtime = Runtime(settings, store, make_broker(settings))
+    queues = all_queues(settings.renditions.values())
     return create_app(
         store,
         settings,
@@ -56,5 +57,5 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
         plan_scan=runtime_planner(runtime),
         allowed_roots=roots,
         api_token=token,
-        queue_depths=lambda: {q: queue_depth(runtime.broker, q) for q in ALL_QUEUES},
+        queue_depths=lambda: {q: queue_depth(runtime.broker, q) for q in queues},
     )

@@ -121,7 +121,7 @@ def scan_job_seconds(root: str) -> tuple[float, int]:
     """Seconds for a real job's whole scan (walk, probes, image and item documents, render
     messages) on an embedded MongoDB-protocol server and the in-process broker; its total."""
     from thumbcache.broker import make_broker
-    from thumbcache.contracts import ALL_QUEUES, ScanRequest
+    from thumbcache.contracts import ScanRequest, all_queues
     from thumbcache.embedded import EmbeddedMongo
     from thumbcache.pipeline.runtime import Runtime
     from thumbcache.pipeline.scan import scan_step, start_scan
@@ -143,7 +143,7 @@ def scan_job_seconds(root: str) -> tuple[float, int]:
                 },
             )
             rt = Runtime(settings, connect(url, settings.database), make_broker(settings))
-            for queue in ALL_QUEUES:
+            for queue in all_queues(rt.settings.renditions.values()):
                 rt.broker.declare_queue(queue)
             started = time.perf_counter()
             job = start_scan(rt, root)

@@ -50,8 +50,7 @@ def engine_seconds(paths: list[Path], out_dir: Path) -> float:
     """Seconds to render and write both renditions of every file, in one thread."""
     settings = load_settings(files=[], env={})
     specs = {
-        "thumbnail": RenderSpec.from_settings(settings.thumbnail, thumbnail=True),
-        "cache": RenderSpec.from_settings(settings.cache, thumbnail=False),
+        name: RenderSpec.from_settings(rendition) for name, rendition in settings.renditions.items()
     }
     started = time.perf_counter()
     for path in paths:

@@ -35,11 +35,12 @@ from thumbcache.imaging.geometry import (
     stored_size,
 )
 from thumbcache.imaging.header import open_image, read_header
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.renditions import CACHE, THUMBNAIL
+from thumbcache.settings import LimitSettings
 
 STAGES = {
-    "thumbnail": RenderSpec.from_settings(RenditionSettings(300, 300), thumbnail=True),
-    "cache": RenderSpec.from_settings(RenditionSettings(1920, 1080), thumbnail=False),
+    "thumbnail": RenderSpec.from_settings(THUMBNAIL),
+    "cache": RenderSpec.from_settings(CACHE),
 }
 _CV_FLAGS = {
     1: cv2.IMREAD_COLOR,

@@ -22,7 +22,8 @@ from thumbcache.imaging.quality import choose_quality, choose_subsampling, estim
 from thumbcache.imaging.raw import source_header
 from thumbcache.imaging.resize import resize
 from thumbcache.imaging.version import ENGINE_VERSION  # noqa: F401 - re-exported
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.renditions import RenditionSettings
+from thumbcache.settings import LimitSettings
 
 # Part of every rendition's recipe: bump it when the output of the same input changes.
 
@@ -45,11 +46,11 @@ class RenderSpec:
     quality: int = 85
     webp_method: int = 2
     background: tuple[int, int, int] = (255, 255, 255)
-    chroma_444_at_or_above: int | None = None  # thumbnails: 4:4:4 when quality >= this
+    chroma_444_at_or_above: int | None = None  # 4:4:4 when quality >= this (None: 4:2:0)
     optimize_coding: bool = False  # optimal Huffman tables: ~5% smaller, ~2x JPEG encode time
 
     @classmethod
-    def from_settings(cls, rendition: RenditionSettings, *, thumbnail: bool) -> RenderSpec:
+    def from_settings(cls, rendition: RenditionSettings) -> RenderSpec:
         """The spec of a configured rendition."""
         bg = rendition.background.lstrip("#")
         return cls(
@@ -59,8 +60,8 @@ class RenderSpec:
             quality=rendition.quality,
             webp_method=rendition.webp_method,
             background=(int(bg[0:2], 16), int(bg[2:4], 16), int(bg[4:6], 16)),
-            chroma_444_at_or_above=80 if thumbnail else None,
-            optimize_coding=thumbnail,  # tiny images: the saving is nearly free
+            chroma_444_at_or_above=rendition.chroma_444_from_quality or None,
+            optimize_coding=rendition.optimize_coding,
         )
 
 

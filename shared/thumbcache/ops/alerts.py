@@ -26,7 +26,7 @@ from typing import Any
 import dramatiq
 from prometheus_client import Counter
 
-from thumbcache.contracts import ALL_QUEUES
+from thumbcache.contracts import all_queues
 from thumbcache.ops.dead_letters import dead_letter_depths
 from thumbcache.ops.webhook import shared_notifier
 from thumbcache.pipeline.runtime import Runtime
@@ -277,7 +277,8 @@ def evaluate_alerts(
         raise TypeError("evaluate_alerts needs settings when given a Store")
     jobs = {j["_id"]: j for j in store.jobs.recent(limit=recent_jobs)}
     jobs.update({j["_id"]: j for j in store.jobs.find_unfinished()})
-    depths = dead_letter_depths(broker, ALL_QUEUES) if broker is not None else None
+    queues = all_queues(settings.renditions.values())
+    depths = dead_letter_depths(broker, queues) if broker is not None else None
     evaluation = evaluate_rules(
         settings.ops,
         clock(),
@@ -308,6 +309,15 @@ def on_job_finished(
     except Exception:  # alerts are best effort; the pipeline must go on
         log.exception("alert evaluation for finished job %s failed", job.get("_id"))
         return None
+
+
+def completion_hook(store: Store, settings: Settings) -> Callable[[dict[str, Any]], None]:
+    """The job-completion hook a composition root gives the pipeline (``Runtime``)."""
+
+    def finished(job: dict[str, Any]) -> None:
+        on_job_finished(store, job, settings)
+
+    return finished
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thumbcache.ops.disk import DiskFile, remove_file, walk_renditions
-from thumbcache.ops.references import References
+from thumbcache.state.references import References
 from thumbcache.state.store import Store
 
 

@@ -27,7 +27,6 @@ from dramatiq.brokers.stub import StubBroker
 from pymongo import DESCENDING
 from pymongo.database import Database
 
-from thumbcache.contracts import ALL_QUEUES
 from thumbcache.state.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -252,9 +251,7 @@ def _open_source(broker: dramatiq.Broker) -> Iterator[_Source]:
         source.close()
 
 
-def dead_letter_depths(
-    broker: dramatiq.Broker, queues: Sequence[str] = ALL_QUEUES
-) -> dict[str, int]:
+def dead_letter_depths(broker: dramatiq.Broker, queues: Sequence[str]) -> dict[str, int]:
     """Messages in each ``.XQ`` queue, by dead-letter queue name (a missing queue counts 0)."""
     with _open_source(broker) as source:
         return source.depths(queues)
@@ -272,8 +269,8 @@ def handle_dead_letters(
     broker: dramatiq.Broker,
     db: Database[Any],
     *,
+    queues: Iterable[str],
     requeue: bool = False,
-    queues: Iterable[str] = ALL_QUEUES,
     limit_per_queue: int = TAKE_LIMIT,
     clock: Clock = utcnow,
 ) -> list[Handled]:

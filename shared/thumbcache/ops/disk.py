@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from thumbcache.storage.layout import STAGE_DIRS, is_temp_name
+from thumbcache.storage.layout import is_temp_name
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,15 @@ class DiskFile:
 
 
 def walk_renditions(folder: str) -> Iterator[DiskFile]:
-    """Every regular file in the folder's ``thumbnails/`` and ``cache/`` trees (no symlinks)."""
-    for stage_dir in STAGE_DIRS.values():
-        top = os.path.join(folder, stage_dir)
-        if os.path.islink(top) or not os.path.isdir(top):
+    """Every regular file in the folder's rendition trees (``thumbnails/``, ``cache/``, and
+    those of renditions configured once and gone since), never following a link.
+
+    A cache folder belongs to thumbcache: each directory at its top holds one rendition.
+    """
+    for top_entry in _scandir(folder):
+        if not top_entry.is_dir(follow_symlinks=False):
             continue
-        for entry in _scandir(top):
+        for entry in _scandir(top_entry.path):
             if entry.is_dir(follow_symlinks=False):
                 yield from _walk_tree(entry.path, entry.name)
             elif entry.is_file(follow_symlinks=False):

@@ -30,8 +30,8 @@ from typing import Any
 from thumbcache.errors import StorageError
 from thumbcache.ops.capacity import CollectionLoad, FolderLoad, Move, Plan, plan_rebalance
 from thumbcache.ops.disk import file_size, remove_file, sha256_of
-from thumbcache.ops.references import References
 from thumbcache.state.folders import high_water_bytes
+from thumbcache.state.references import References
 from thumbcache.state.store import Store
 from thumbcache.storage.atomic import write_atomically
 

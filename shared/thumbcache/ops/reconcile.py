@@ -20,12 +20,12 @@ from typing import Any
 from dramatiq.brokers.stub import StubBroker
 
 from thumbcache.ops.disk import file_size, walk_renditions
-from thumbcache.ops.references import Reference, References
-from thumbcache.pipeline.recovery import recount_job
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import recount_job
 from thumbcache.settings import Settings
 from thumbcache.state.model import JOB_RUNNING
-from thumbcache.state.recount import counters_from_items, flatten
+from thumbcache.state.recount import recount
+from thumbcache.state.references import Reference, References
 from thumbcache.state.store import Store
 
 MISSING = "missing"
@@ -253,8 +253,8 @@ def _check_jobs(store: Store, settings: Settings, *, apply: bool) -> list[JobChe
         job = store.jobs.get(job_id)
         if job is None:
             continue
-        recount = flatten(counters_from_items(store.items.iter_job(job_id), job["scan"]["chunks"]))
-        drift = counter_drift(_stored_counters(job, recount), recount)
+        recounted = recount(job, store.items.iter_job(job_id))
+        drift = counter_drift(_stored_counters(job, recounted), recounted)
         if not drift:
             continue
         check = JobCheck(job_id, str(job["status"]), drift)

@@ -21,10 +21,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 from thumbcache.broker import queue_depth
-from thumbcache.contracts import FRESH, RENDER_STAGES, queue_for
+from thumbcache.contracts import FRESH, SCAN_QUEUE, render_queue
 from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.clock import utcnow
+from thumbcache.state.model import render_stages_of
 
 log = logging.getLogger(__name__)
 LEASE = "startup-recovery"
@@ -62,11 +63,11 @@ def recover_unfinished_jobs(rt: Runtime, *, holder: str | None = None) -> Recove
     now = utcnow()
     for job in rt.store.jobs.find_unfinished():
         lane = job.get("lane", FRESH)
-        queues = [queue_for(s, lane) for s in job.get("stages_wanted", RENDER_STAGES)]
+        queues = [render_queue(rt.settings.rendition(s), lane) for s in render_stages_of(job)]
         # An empty queue proves lost messages only in-process: RabbitMQ's depth leaves out the
         # unacknowledged ones (a brand-new job's scan in flight), so there idle time decides.
         empty = isinstance(rt.broker, StubBroker) and all(
-            queue_depth(rt.broker, q) == 0 for q in (*queues, "scan")
+            queue_depth(rt.broker, q) == 0 for q in (*queues, SCAN_QUEUE)
         )
         if not job_looks_abandoned(job, now, ops.recovery_idle_seconds, empty):
             continue

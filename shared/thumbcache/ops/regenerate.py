@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from thumbcache.contracts import BACKFILL, RENDER_STAGES
+from thumbcache.contracts import BACKFILL
 from thumbcache.ids import collection_id_for, image_id_for
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import (
@@ -25,27 +25,31 @@ from thumbcache.pipeline.scan import (
     read_header,
     start_scan,
 )
+from thumbcache.renditions import RenditionSettings
 from thumbcache.sources.walk import walk
 from thumbcache.storage.placement import FolderCandidate, choose_folder, folder_id_for
 
 # Used until this installation has measured its own renditions (from docs/BENCHMARKS.md:
-# one core, 12 MP JPEG; bytes from the default quality on photographs).
+# one core, 12 MP JPEG; bytes from the default quality on photographs). Another rendition is
+# estimated from the cache image's figures, its bytes in proportion to its box.
 DEFAULT_AVERAGES = {
     "thumbnail": {"ms": 37.0, "bytes": 25_000.0},
     "cache": {"ms": 51.0, "bytes": 350_000.0},
 }
+CACHE_BOX_PIXELS = 1920 * 1080
 RECENT_JOBS = 50
 
 
 def regenerate(
     rt: Runtime,
     collection_id: str,
-    stages: tuple[str, ...] = RENDER_STAGES,
+    stages: tuple[str, ...] | None = None,
     *,
     force: bool = False,
     kind: str = "regenerate",
 ) -> dict[str, Any]:
-    """Start a backfill-lane job that redoes the renditions whose recipe changed."""
+    """Start a backfill-lane job that redoes the renditions (default: all) whose recipe
+    changed."""
     collection = rt.store.collections.get(collection_id)
     if collection is None:
         raise LookupError(f"unknown collection {collection_id}")
@@ -53,20 +57,30 @@ def regenerate(
 
 
 def measured_averages(rt: Runtime) -> tuple[dict[str, dict[str, float]], str]:
-    """Per stage {ms, bytes} per rendition from recent finished jobs, and the basis used."""
-    sums = {s: {"ms": 0.0, "bytes": 0.0, "n": 0.0} for s in RENDER_STAGES}
+    """Per rendition {ms, bytes} from recent finished jobs, and the basis used."""
+    names = rt.settings.rendition_names
+    sums = {s: {"ms": 0.0, "bytes": 0.0, "n": 0.0} for s in names}
     for job in rt.store.jobs.recent(limit=RECENT_JOBS):
         for stage, timing in (job.get("timing") or {}).items():
             if stage in sums:
                 for key in ("ms", "bytes", "n"):
                     sums[stage][key] += float(timing.get(key, 0))
-    if all(sums[s]["n"] > 0 for s in RENDER_STAGES):
+    if all(sums[s]["n"] > 0 for s in names):
         averages = {
             s: {"ms": sums[s]["ms"] / sums[s]["n"], "bytes": sums[s]["bytes"] / sums[s]["n"]}
-            for s in RENDER_STAGES
+            for s in names
         }
         return averages, "measured"
-    return DEFAULT_AVERAGES, "default"
+    return {s: default_average(rt.settings.rendition(s)) for s in names}, "default"
+
+
+def default_average(rendition: RenditionSettings) -> dict[str, float]:
+    """{ms, bytes} of one rendition before any was measured here."""
+    if rendition.name in DEFAULT_AVERAGES:
+        return DEFAULT_AVERAGES[rendition.name]
+    cache = DEFAULT_AVERAGES["cache"]
+    share = rendition.width * rendition.height / CACHE_BOX_PIXELS
+    return {"ms": cache["ms"], "bytes": cache["bytes"] * share}
 
 
 @dataclass
@@ -78,14 +92,14 @@ class Plan:
     folder: str
     images: int = 0
     failed: int = 0
-    render: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RENDER_STAGES, 0))
-    skip: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RENDER_STAGES, 0))
+    render: dict[str, int] = field(default_factory=dict)
+    skip: dict[str, int] = field(default_factory=dict)
     all_skipped: int = 0
 
     def to_dict(self, averages: dict[str, dict[str, float]], basis: str) -> dict[str, Any]:
         """The JSON form, with the expected bytes and CPU time from ``averages``."""
-        expected_bytes = sum(self.render[s] * averages[s]["bytes"] for s in RENDER_STAGES)
-        cpu_ms = sum(self.render[s] * averages[s]["ms"] for s in RENDER_STAGES)
+        expected_bytes = sum(n * averages[s]["bytes"] for s, n in self.render.items())
+        cpu_ms = sum(n * averages[s]["ms"] for s, n in self.render.items())
         return {
             "source": self.source,
             "collection_id": self.collection_id,
@@ -106,8 +120,15 @@ def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{source} is not a directory")
     collection_id = collection_id_for(root)
-    plan = Plan(source=root, collection_id=collection_id, folder=_folder_for(rt, collection_id))
-    recipes = current_recipes(rt)
+    stages = rt.settings.rendition_names
+    plan = Plan(
+        source=root,
+        collection_id=collection_id,
+        folder=_folder_for(rt, collection_id),
+        render=dict.fromkeys(stages, 0),
+        skip=dict.fromkeys(stages, 0),
+    )
+    recipes = current_recipes(rt, stages)
     candidates = walk(root, rt.settings.limits, skip=own_folder_identities(rt))
     while chunk := list(itertools.islice(candidates, rt.settings.scan.chunk_size)):
         ids = [image_id_for(collection_id, str(c.ref)) for c in chunk]
@@ -119,14 +140,14 @@ def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
                 plan.failed += 1
                 continue
             skipped = 0
-            for stage in RENDER_STAGES:
+            for stage in stages:
                 fingerprint = image["fingerprint"]
                 if is_current(stage, recipes[stage], known.get(image_id), fingerprint, plan.folder):
                     plan.skip[stage] += 1
                     skipped += 1
                 else:
                     plan.render[stage] += 1
-            plan.all_skipped += skipped == len(RENDER_STAGES)
+            plan.all_skipped += skipped == len(stages)
     averages, basis = measured_averages(rt)
     return plan.to_dict(averages, basis)
 
@@ -156,13 +177,13 @@ def missing_renditions(rt: Runtime, collection_id: str) -> int:
     if collection is None or not collection.get("folder_id"):
         return 0
     folder = rt.folder_path(str(collection["folder_id"]))
-    recipes = current_recipes(rt)
+    recipes = current_recipes(rt, rt.settings.rendition_names)
     missing = 0
     for image in rt.store.images.iter_collection(collection_id):
         if image.get("error"):
             continue
-        for stage in RENDER_STAGES:
-            if not is_current(stage, recipes[stage], image, image.get("fingerprint") or {}, folder):
+        for stage, recipe in recipes.items():
+            if not is_current(stage, recipe, image, image.get("fingerprint") or {}, folder):
                 missing += 1
     return missing
 

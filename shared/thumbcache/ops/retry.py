@@ -81,7 +81,9 @@ def retry_failures(rt: Runtime, job_id: str, reason: str | None = None) -> Retry
         increments = {"failed": -1, **{f"stages.{s}.failed": -1 for s in stages}}
         rt.store.jobs.reopen(job_id, increments)
         request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
-        batch.extend(render_message(stage, request, BACKFILL) for stage in stages)
+        batch.extend(
+            render_message(rt.settings.rendition(stage), request, BACKFILL) for stage in stages
+        )
         report.requeued_images += 1
         report.requeued_renditions += len(stages)
     publish_batch(rt.broker, batch)

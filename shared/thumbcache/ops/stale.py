@@ -121,5 +121,6 @@ def _handle(
         request = RenderRequest(
             job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
         )
-        rt.broker.enqueue(render_message(stage, request, job.get("lane", FRESH)))
+        rendition = rt.settings.rendition(stage)
+        rt.broker.enqueue(render_message(rendition, request, job.get("lane", FRESH)))
         report.requeued += 1

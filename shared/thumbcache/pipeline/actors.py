@@ -9,16 +9,16 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from thumbcache.contracts import (
-    ACTOR_OF_STAGE,
     BACKFILL,
-    QUEUE_OF_STAGE,
+    FRESH,
     SCAN_ACTOR,
     SCAN_QUEUE,
     PayloadError,
     RenderRequest,
     ScanRequest,
-    queue_for,
+    render_queue,
 )
+from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan_guard import scan_or_end_job
 
@@ -49,38 +49,48 @@ def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[A
 
 
 def declare_render_actor(
-    broker: dramatiq.Broker, rt: Runtime, stage: str
+    broker: dramatiq.Broker, rt: Runtime, name: str
 ) -> dramatiq.Actor[Any, Any]:
-    """A render stage's actor (``thumbnail`` or ``cache``): one rendition per message."""
-    from thumbcache.pipeline.render import render_step  # the scanner never loads OpenCV
-
+    """A rendition's actor (its name, its queue and backfill queue from the registry): one
+    rendition of one image per message."""
+    rendition = rt.settings.rendition(name)
     max_retries = rt.settings.worker.max_retries
 
     def render(payload: dict[str, Any]) -> None:
         try:
             request = RenderRequest.from_dict(payload)
         except PayloadError as exc:
-            log.error("dropping malformed %s message: %s", stage, exc)
+            log.error("dropping malformed %s message: %s", name, exc)
             return
         render_step(
             rt,
-            stage,
+            name,
             request,
             last_try=_retries_so_far() >= max_retries,
             redelivered=_redelivered(),
         )
 
-    render.__name__ = ACTOR_OF_STAGE[stage]
+    render.__name__ = rendition.actor_name
     declare = dramatiq.actor(
-        actor_name=ACTOR_OF_STAGE[stage],
-        queue_name=QUEUE_OF_STAGE[stage],
+        actor_name=rendition.actor_name,
+        queue_name=render_queue(rendition, FRESH),
         broker=broker,
         max_retries=max_retries,
         time_limit=rt.settings.worker.render_actor_time_limit_seconds * 1000,
     )
     actor = declare(render)
-    broker.declare_queue(queue_for(stage, BACKFILL))  # the same actor serves both lanes
+    broker.declare_queue(render_queue(rendition, BACKFILL))  # the same actor serves both lanes
     return actor
+
+
+def declare_actors(
+    broker: dramatiq.Broker, rt: Runtime, *, scan: bool, renditions: tuple[str, ...]
+) -> None:
+    """Declare the scan actor (if ``scan``) and the actors of ``renditions`` on ``broker``."""
+    if scan:
+        declare_scan_actor(broker, rt)
+    for name in renditions:
+        declare_render_actor(broker, rt, name)
 
 
 def _redelivered() -> bool:

@@ -9,26 +9,12 @@ import dramatiq
 
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
-from thumbcache.ops.references import References
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import finish_job_if_complete, settle_and_count
+from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_and_count
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
-from thumbcache.state.recount import counters_from_items, flatten
+from thumbcache.state.references import References
 
 log = logging.getLogger(__name__)
-
-
-def recount_job(rt: Runtime, job_id: str) -> dict[str, int]:
-    """Set the job's counters to a recount from its items; return them (flattened).
-
-    Only safe while no worker moves this job's counters (at resume, before workers start).
-    """
-    job = rt.store.jobs.get(job_id)
-    if job is None:
-        raise LookupError(f"unknown job {job_id}")
-    counters = flatten(counters_from_items(rt.store.items.iter_job(job_id), job["scan"]["chunks"]))
-    rt.store.jobs.set_counters(job_id, counters)
-    return counters
 
 
 def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
@@ -37,7 +23,7 @@ def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
     Counters move with winning transitions; a crash between a transition and its folder
     update leaves them short, and this recount (run at resume, while no worker writes) is
     exact. Which record counts (itself, or while in flight what it replaced) is the rule of
-    :class:`thumbcache.ops.references.Reference`, shared with reconcile. Returns (files, bytes).
+    :class:`thumbcache.state.references.Reference`, shared with reconcile. Returns (files, bytes).
     """
     references = References(rt.store)
     files = size = 0
@@ -75,7 +61,9 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
             job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
         )
         lane = job.get("lane", FRESH)
-        batch.extend(render_message(stage, request, lane) for stage in open_stages)
+        batch.extend(
+            render_message(rt.settings.rendition(stage), request, lane) for stage in open_stages
+        )
         if len(batch) >= batch_size:
             publish_batch(rt.broker, batch)
             published += len(batch)

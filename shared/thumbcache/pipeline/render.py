@@ -1,4 +1,4 @@
-"""A render stage's work for one message: claim, re-check, render, write, record, transition.
+"""A rendition's work for one message: claim, re-check, render, write, record, transition.
 
 Assume every message arrives twice: output paths are deterministic, writes are atomic, and
 only the call that wins the item's transition moves job and folder counters.
@@ -105,9 +105,9 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     image = rt.store.images.get(request.image_id) or {}
     folder_id = str(collection["folder_id"])
     path = rendition_path(
-        rt.folder_path(folder_id), stage, request.collection_id, request.image_id, rendition
+        rt.folder_path(folder_id), rendition, request.collection_id, request.image_id
     )
-    recipe = recipe_hash(stage, rendition, ENGINE_VERSION)
+    recipe = recipe_hash(rendition, ENGINE_VERSION)
     previous = (image.get("renditions") or {}).get(stage)
     current = rendition_is_current(
         previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
@@ -117,9 +117,7 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     if current and not request.force:
         return Outcome(SKIPPED)
     started = time.perf_counter()
-    task = RenderTask(
-        collection["root"], request.source, rendition, settings.limits, stage == "thumbnail"
-    )
+    task = RenderTask(collection["root"], request.source, rendition, settings.limits)
     rendered = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
     fault_point("after_rename", request.source)

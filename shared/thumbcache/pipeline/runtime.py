@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class Runtime:
     broker: dramatiq.Broker
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     pool: RenderPool | None = None  # None: the process-wide pool for the memory ceiling
+    # Called once with a job's document when it finishes (the composition root injects the
+    # operations' completion rules: alerts); the pipeline itself knows nothing of operations.
+    on_job_finished: Callable[[dict[str, Any]], None] | None = None
     _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)
 

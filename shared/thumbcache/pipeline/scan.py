@@ -6,6 +6,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +14,10 @@ from typing import Any
 from thumbcache.broker import publish_batch, wait_below_high_water
 from thumbcache.contracts import (
     FRESH,
-    RENDER_STAGES,
     RenderRequest,
     ScanRequest,
-    queue_for,
     render_message,
+    render_queue,
     scan_message,
 )
 from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError, UnsafeSource
@@ -35,6 +35,7 @@ from thumbcache.state.model import (
     error_doc,
     job_has_ended,
     recipe_hash,
+    render_stages_of,
     rendition_is_current,
 )
 from thumbcache.state.recount import BY_SCAN
@@ -42,9 +43,9 @@ from thumbcache.state.recount import BY_SCAN
 log = logging.getLogger(__name__)
 
 
-def current_recipes(rt: Runtime) -> dict[str, str]:
-    """Today's recipe hash for each render stage."""
-    return {s: recipe_hash(s, rt.settings.rendition(s), ENGINE_VERSION) for s in RENDER_STAGES}
+def current_recipes(rt: Runtime, stages: tuple[str, ...]) -> dict[str, str]:
+    """Today's recipe hash of each of these renditions."""
+    return {s: recipe_hash(rt.settings.rendition(s), ENGINE_VERSION) for s in stages}
 
 
 def prepare_collection(rt: Runtime, root: str) -> dict[str, Any]:
@@ -78,20 +79,22 @@ def start_scan(
     force: bool = False,
     kind: str = "scan",
     lane: str = FRESH,
-    stages: tuple[str, ...] = RENDER_STAGES,
+    stages: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Create the job state first, then ask the scanner to scan. Returns the job document.
 
-    ``stages`` limits which renditions the job considers (regeneration of one stage);
-    ``lane`` is where its render messages go (``backfill`` for regeneration and warming).
+    ``stages`` limits which renditions the job considers (regeneration of one; default: every
+    configured rendition); ``lane`` is where its render messages go (``backfill`` for
+    regeneration and warming).
     """
+    stages = rt.settings.rendition_names if stages is None else stages
     collection = prepare_collection(rt, root)
     job = rt.store.jobs.create(
         new_job_id(),
         collection["_id"],
         collection["root"],
         force=force,
-        recipes=current_recipes(rt),
+        recipes=current_recipes(rt, stages),
         kind=kind,
         lane=lane,
         stages=stages,
@@ -243,7 +246,7 @@ def _plan_chunk(
                 image["error"] = item["error"] = error_doc(error.error_class, str(error))
                 item.update(outcome=FAILED, outcome_by=BY_SCAN)
             else:
-                for stage in job.get("stages_wanted", RENDER_STAGES):
+                for stage in render_stages_of(job):
                     current = not job["force"] and is_current(
                         stage,
                         job["recipes"][stage],
@@ -321,15 +324,17 @@ def is_current(
 def _publish(rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]) -> None:
     scan = rt.settings.scan
     lane = job.get("lane", FRESH)
-    queues = [queue_for(s, lane) for s in job.get("stages_wanted", RENDER_STAGES)]
-    for batch in _batched(_render_messages(job, items), scan.publish_batch):
+    queues = [render_queue(rt.settings.rendition(s), lane) for s in render_stages_of(job)]
+    for batch in _batched(_render_messages(rt, job, items), scan.publish_batch):
         wait_below_high_water(
             rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds
         )
         publish_batch(rt.broker, batch)
 
 
-def _render_messages(job: dict[str, Any], items: list[dict[str, Any]]) -> Iterator[Any]:
+def _render_messages(
+    rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]
+) -> Iterator[Any]:
     for item in items:
         for stage, sub in item.get("stages", {}).items():
             if sub.get("state") in (PENDING, "running"):
@@ -340,7 +345,7 @@ def _render_messages(job: dict[str, Any], items: list[dict[str, Any]]) -> Iterat
                     item["source"],
                     job["force"],
                 )
-                yield render_message(stage, request, job.get("lane", FRESH))
+                yield render_message(rt.settings.rendition(stage), request, job.get("lane", FRESH))
 
 
 def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -350,10 +355,7 @@ def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def chunk_increments(items: list[dict[str, Any]]) -> dict[str, int]:
     """What a chunk commit adds to the job's counters: the scan's own decisions only."""
-    inc: dict[str, int] = {"total": 0, "skipped": 0, "failed": 0}
-    for stage in ("scan", *RENDER_STAGES):
-        for counter in ("total", "completed", "skipped", "failed"):
-            inc[f"stages.{stage}.{counter}"] = 0
+    inc: Counter[str] = Counter()
     for item in items:
         inc["total"] += 1
         inc["stages.scan.total"] += 1
@@ -367,4 +369,4 @@ def chunk_increments(items: list[dict[str, Any]]) -> dict[str, int]:
             inc[f"stages.{stage}.total"] += 1
             if state == SKIPPED:
                 inc[f"stages.{stage}.skipped"] += 1
-    return inc
+    return dict(inc)

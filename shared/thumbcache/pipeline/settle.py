@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from thumbcache.ops.alerts import on_job_finished
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.model import FAILED
+from thumbcache.state.recount import recount
 
 
 def settle_and_count(
@@ -42,13 +42,24 @@ def finish_job_if_complete(rt: Runtime, job_id: str) -> bool:
     if job is not None and not stage_counts_add_up(job):
         # A worker died (or a write failed) between a stage's transition and its counts: the
         # job is done, nothing moves its counters any more, so the recount is exact.
-        from thumbcache.pipeline.recovery import recount_job
-
         recount_job(rt, job_id)
         job = rt.store.jobs.get(job_id)
-    if job is not None:
-        on_job_finished(rt.store, job, rt.settings)
+    if job is not None and rt.on_job_finished is not None:
+        rt.on_job_finished(job)
     return True
+
+
+def recount_job(rt: Runtime, job_id: str) -> dict[str, int]:
+    """Set the job's counters to a recount from its items; return them (flattened).
+
+    Only safe while no worker moves this job's counters (at resume, before workers start).
+    """
+    job = rt.store.jobs.get(job_id)
+    if job is None:
+        raise LookupError(f"unknown job {job_id}")
+    counters = recount(job, rt.store.items.iter_job(job_id))
+    rt.store.jobs.set_counters(job_id, counters)
+    return counters
 
 
 def stage_counts_add_up(job: Mapping[str, Any]) -> bool:

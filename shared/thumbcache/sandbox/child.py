@@ -66,7 +66,7 @@ def _render_one(doc: dict[str, Any], memory_mb: int) -> tuple[dict[str, Any], by
         task = RenderTask.from_json(doc)
         fault_point("in_render_process", task.source)
         data, fingerprint = read_source(task.root, parse_ref(task.source), task.limits)
-        spec = RenderSpec.from_settings(task.rendition, thumbnail=task.thumbnail)
+        spec = RenderSpec.from_settings(task.rendition)
         rendered = render(data, spec, task.limits)
         del data
     except MemoryError:

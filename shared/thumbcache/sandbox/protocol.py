@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.renditions import RenditionSettings
+from thumbcache.settings import LimitSettings
 
 _HEADER = struct.Struct("!II")
 MAX_JSON_BYTES = 1 << 20
@@ -34,7 +35,6 @@ class RenderTask:
     source: str
     rendition: RenditionSettings
     limits: LimitSettings
-    thumbnail: bool
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form sent to the child."""
@@ -43,7 +43,6 @@ class RenderTask:
             "source": self.source,
             "rendition": dataclasses.asdict(self.rendition),
             "limits": dataclasses.asdict(self.limits),
-            "thumbnail": self.thumbnail,
         }
 
     @classmethod
@@ -54,7 +53,6 @@ class RenderTask:
             source=str(doc["source"]),
             rendition=RenditionSettings(**doc["rendition"]),
             limits=LimitSettings(**doc["limits"]),
-            thumbnail=bool(doc["thumbnail"]),
         )
 
 

@@ -36,7 +36,7 @@ class JobRepository:
         recipes: Mapping[str, str],
         kind: str = "scan",
         lane: str = "fresh",
-        stages: tuple[str, ...] = ("thumbnail", "cache"),
+        stages: tuple[str, ...],
     ) -> dict[str, Any]:
         """Create the job state; this happens before anything is published."""
         now = self._clock()
@@ -50,7 +50,7 @@ class JobRepository:
             "stages_wanted": list(stages),
             "recipes": dict(recipes),
             "status": JOB_RUNNING,
-            **new_job_counters(),
+            **new_job_counters(stages),
             "scan": {"cursor": [], "chunks": 0, "complete": False},
             "created_at": now,
             "started_at": now,

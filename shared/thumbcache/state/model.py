@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from thumbcache.contracts import RENDER_STAGES
-from thumbcache.settings import RenditionSettings
+from thumbcache.contracts import SCAN_STAGE
+from thumbcache.renditions import RenditionSettings
 
 # Item stage states.
 PENDING = "pending"
@@ -38,19 +38,22 @@ JOB_ENDED = (JOB_DONE, JOB_FAILED)
 STAGE_COUNTERS = ("total", "completed", "skipped", "failed")
 
 
-def recipe_hash(stage: str, rendition: RenditionSettings, engine_version: str) -> str:
+def recipe_hash(rendition: RenditionSettings, engine_version: str) -> str:
     """The recipe of a rendition: everything that changes its output except the source.
 
     The engine version stands for the rendering code; library versions are deliberately left
-    out so that a patch release of Pillow does not redo a million renditions.
+    out so that a patch release of Pillow does not redo a million renditions. Names (queue,
+    folder, file pattern) are not part of it: they move files, not pixels.
     """
     recipe = {
-        "stage": stage,
+        "stage": rendition.name,
         "box": [rendition.width, rendition.height],
         "format": rendition.format,
         "quality": rendition.quality,
         "webp_method": rendition.webp_method if rendition.format == "webp" else None,
         "background": rendition.background,
+        "chroma_444_from_quality": rendition.chroma_444_from_quality,
+        "optimize_coding": rendition.optimize_coding,
         "engine": engine_version,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -90,15 +93,22 @@ def stage_counter_for(state: str) -> str:
     return {DONE: "completed", SKIPPED: "skipped", FAILED: "failed"}[state]
 
 
-def new_job_counters() -> dict[str, Any]:
-    """Zeroed counters for a new job document."""
+def new_job_counters(render_stages: Iterable[str]) -> dict[str, Any]:
+    """Zeroed counters for a new job document of these renditions."""
     return {
         "total": 0,
         "completed": 0,
         "skipped": 0,
         "failed": 0,
-        "stages": {stage: dict.fromkeys(STAGE_COUNTERS, 0) for stage in ("scan", *RENDER_STAGES)},
+        "stages": {
+            stage: dict.fromkeys(STAGE_COUNTERS, 0) for stage in (SCAN_STAGE, *render_stages)
+        },
     }
+
+
+def render_stages_of(job: Mapping[str, Any]) -> tuple[str, ...]:
+    """The renditions a job renders, as it was created with them."""
+    return tuple(job.get("stages_wanted") or job.get("recipes") or ())
 
 
 def job_is_finished(job: Mapping[str, Any]) -> bool:

@@ -15,6 +15,7 @@ from thumbcache.state.model import (
     SKIPPED,
     TERMINAL_STATES,
     new_job_counters,
+    render_stages_of,
     stage_counter_for,
 )
 
@@ -22,10 +23,10 @@ BY_SCAN = "scan"
 
 
 def counters_from_items(
-    items: Iterable[Mapping[str, Any]], committed_chunks: int
+    items: Iterable[Mapping[str, Any]], committed_chunks: int, render_stages: Iterable[str]
 ) -> dict[str, Any]:
     """The counters a job should have, given its items and how many chunks were committed."""
-    counters = new_job_counters()
+    counters = new_job_counters(render_stages)
     stages = counters["stages"]
     for item in items:
         committed = item.get("chunk", 0) < committed_chunks
@@ -63,3 +64,8 @@ def flatten(counters: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
         else:
             flat[f"{prefix}{key}"] = int(value)
     return flat
+
+
+def recount(job: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """A job's counters recounted from its items, flattened (``stages.cache.completed``)."""
+    return flatten(counters_from_items(items, job["scan"]["chunks"], render_stages_of(job)))

@@ -1,35 +1,28 @@
-"""Where each rendition lives inside a cache folder (the review's layout, sizes from settings)."""
+"""Where each rendition lives inside a cache folder: ``{folder}/{rendition folder}/{collection}/
+{file}``, the folder and file names being the rendition's own (``thumbnails/…/{id}_300x300.jpg``
+for the built-in thumbnail)."""
 
 from __future__ import annotations
 
 import os
 
-from thumbcache.settings import RenditionSettings
+from thumbcache.renditions import RenditionSettings
 
 TEMP_MARKER = ".tmp-"
-STAGE_DIRS = {"thumbnail": "thumbnails", "cache": "cache"}
-
-
-def rendition_filename(stage: str, image_id: str, rendition: RenditionSettings) -> str:
-    """``{image_id}_300x300.jpg`` for thumbnails, ``{image_id}_cache_1920x1080.jpg`` for cache."""
-    size = f"{rendition.width}x{rendition.height}"
-    if stage == "thumbnail":
-        return f"{image_id}_{size}.{rendition.extension}"
-    if stage == "cache":
-        return f"{image_id}_cache_{size}.{rendition.extension}"
-    raise ValueError(f"not a render stage: {stage!r}")
 
 
 def rendition_path(
-    folder: str, stage: str, collection_id: str, image_id: str, rendition: RenditionSettings
+    folder: str, rendition: RenditionSettings, collection_id: str, image_id: str
 ) -> str:
-    """The absolute path of a rendition: ``{folder}/{thumbnails|cache}/{collection}/{file}``."""
+    """The absolute path of one image's rendition in a cache folder."""
     return os.path.join(
-        folder,
-        STAGE_DIRS[stage],
-        collection_id,
-        rendition_filename(stage, image_id, rendition),
+        folder, rendition.folder_name, collection_id, rendition.file_name_for(image_id)
     )
+
+
+def collection_dir(folder: str, rendition: RenditionSettings, collection_id: str) -> str:
+    """The directory holding one collection's files of one rendition."""
+    return os.path.join(folder, rendition.folder_name, collection_id)
 
 
 def is_temp_name(name: str) -> bool:

@@ -15,13 +15,13 @@ from thumbcache.bench.corpus import photo_like
 WORKER = """
 import sys
 from thumbcache.imaging import RenderSpec, render
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.renditions import CACHE, THUMBNAIL
+from thumbcache.settings import LimitSettings
 data = sys.stdin.buffer.read()
 limits = LimitSettings()
-for box, thumb in (((1920, 1080), False), ((300, 300), True)):
-    spec = RenderSpec.from_settings(RenditionSettings(*box), thumbnail=thumb)
-    out = render(data, spec, limits)
-    assert out.decode_scale == (8 if thumb else 2), out
+for rendition, scale in ((CACHE, 2), (THUMBNAIL, 8)):
+    out = render(data, RenderSpec.from_settings(rendition), limits)
+    assert out.decode_scale == scale, out
 del data
 with open("/proc/self/status") as status:
     print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))

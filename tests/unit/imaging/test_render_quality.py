@@ -9,11 +9,12 @@ from imaging_helpers import marked, save
 from PIL import Image, JpegImagePlugin
 from thumbcache.bench.corpus import photo_like
 from thumbcache.imaging import ENGINE_VERSION, Rendered, RenderSpec, render
-from thumbcache.settings import LimitSettings, RenditionSettings
+from thumbcache.renditions import CACHE, THUMBNAIL, RenditionSettings
+from thumbcache.settings import LimitSettings
 
 LIMITS = LimitSettings()
-CACHE_SPEC = RenderSpec.from_settings(RenditionSettings(1920, 1080), thumbnail=False)
-THUMB_SPEC = RenderSpec.from_settings(RenditionSettings(300, 300), thumbnail=True)
+CACHE_SPEC = RenderSpec.from_settings(CACHE)
+THUMB_SPEC = RenderSpec.from_settings(THUMBNAIL)
 
 
 def sampling(r: Rendered) -> int:
@@ -70,8 +71,16 @@ def test_record_bytes_and_webp_output() -> None:
 
 def test_from_settings_and_engine_version() -> None:
     spec = RenderSpec.from_settings(
-        RenditionSettings(320, 200, format="webp", quality=70, webp_method=1, background="#102030"),
-        thumbnail=True,
+        RenditionSettings(
+            320,
+            200,
+            format="webp",
+            quality=70,
+            webp_method=1,
+            background="#102030",
+            chroma_444_from_quality=80,
+            optimize_coding=True,
+        )
     )
     assert (spec.width, spec.height, spec.format, spec.quality, spec.webp_method) == (
         320,
@@ -81,5 +90,7 @@ def test_from_settings_and_engine_version() -> None:
         1,
     )
     assert spec.background == (16, 32, 48) and spec.chroma_444_at_or_above == 80
+    assert spec.optimize_coding and not CACHE_SPEC.optimize_coding
     assert CACHE_SPEC.chroma_444_at_or_above is None
+    assert THUMB_SPEC.chroma_444_at_or_above == 80  # the built-in thumbnail's rule
     assert ENGINE_VERSION == "3"

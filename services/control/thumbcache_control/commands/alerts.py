@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 from thumbcache.broker import make_broker
+from thumbcache.contracts import all_queues
+from thumbcache.database import open_store
 from thumbcache.ops.alerts import evaluate_alerts
 from thumbcache.ops.dead_letters import handle_dead_letters
 from thumbcache.ops.webhook import WebhookNotifier
@@ -16,7 +18,6 @@ from thumbcache.settings import OpsSettings, Settings
 from thumbcache.state.alerts import AlertRepository
 
 from thumbcache_control.commands.common import add_common
-from thumbcache_control.embedded_run import open_store
 
 EXIT_OK = 0
 EXIT_UNKNOWN = 1
@@ -57,10 +58,13 @@ def cmd_check_alerts(args: argparse.Namespace, settings: Settings) -> int:
     """Record dead letters, evaluate every rule, wait for the webhook, print what changed."""
     ops = settings.ops
     notifier = _notifier(ops)
-    broker = None if settings.broker_url.startswith("memory://") else make_broker(settings)
+    broker = None if settings.in_process_broker else make_broker(settings)
     try:
         with open_store(settings) as store:
-            recorded = len(handle_dead_letters(broker, store.db)) if broker is not None else 0
+            queues = all_queues(settings.renditions.values())
+            recorded = 0
+            if broker is not None:
+                recorded = len(handle_dead_letters(broker, store.db, queues=queues))
             result = evaluate_alerts(
                 store,
                 broker,

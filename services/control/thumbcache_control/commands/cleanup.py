@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Find orphans, delete them with ``--apply``, print the summary."""
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     grace = settings.ops.orphan_grace_seconds if args.grace is None else max(0, args.grace)
     with open_store(settings) as store:

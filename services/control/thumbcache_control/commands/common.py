@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from thumbcache.broker import make_broker
+from thumbcache.database import open_store
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.reports import job_summary
 from thumbcache.settings import Settings
 
-from thumbcache_control.embedded_run import open_store, progress_stream, run_with
-from thumbcache_control.summary import job_summary
+from thumbcache_control.embedded_run import progress_stream, run_with
 
 
 @contextmanager

@@ -7,13 +7,13 @@ import json
 from typing import Any
 
 from thumbcache.broker import make_broker
-from thumbcache.contracts import ALL_QUEUES
+from thumbcache.contracts import all_queues
+from thumbcache.database import open_store
 from thumbcache.errors import ConfigError
 from thumbcache.ops.dead_letters import handle_dead_letters, record_view
 from thumbcache.settings import Settings
 
 from thumbcache_control.commands.common import add_common
-from thumbcache_control.embedded_run import open_store
 
 EXIT_OK = 0
 
@@ -30,7 +30,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--queue",
         action="append",
-        choices=ALL_QUEUES,
         help="only this queue's dead letters (repeatable; default: every queue)",
     )
     parser.set_defaults(handler=cmd_dead_letters)
@@ -38,16 +37,20 @@ def register(subparsers: Any) -> None:
 
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     """List the dead letters (recording each in MongoDB) and optionally requeue them."""
-    if settings.broker_url.startswith("memory://"):
+    if settings.in_process_broker:
         raise ConfigError(
             "dead-letters reads RabbitMQ's .XQ queues: set THUMBCACHE_BROKER_URL "
             "(the embedded broker keeps none after its run)"
         )
+    known = all_queues(settings.renditions.values())
+    unknown = sorted(set(args.queue or ()) - set(known))
+    if unknown:
+        raise ConfigError(f"no queue {unknown[0]!r}: one of {', '.join(known)}")
     broker = make_broker(settings)
     try:
         with open_store(settings) as store:
             handled = handle_dead_letters(
-                broker, store.db, requeue=args.requeue, queues=tuple(args.queue or ALL_QUEUES)
+                broker, store.db, requeue=args.requeue, queues=tuple(args.queue or known)
             )
     finally:
         broker.close()

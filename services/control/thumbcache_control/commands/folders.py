@@ -70,7 +70,7 @@ def folder_line(folder: dict[str, Any]) -> dict[str, Any]:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """List every cache folder (configured ones are registered first)."""
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     with open_store(settings) as store:
         store.folders.register(settings.effective_cache_folders())
@@ -94,7 +94,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_set_capacity(args: argparse.Namespace, settings: Settings) -> int:
     """Set one folder's capacity and high-water mark."""
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     capacity = parse_bytes(args.bytes)
     if not 0 < args.high_water <= 1:

@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Reconcile, print the report."""
-    from thumbcache_control.embedded_run import open_store
+    from thumbcache.database import open_store
 
     with open_store(settings) as store:
         report = reconcile(store, settings, apply=args.apply)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from thumbcache.contracts import RENDER_STAGES
 from thumbcache.ops.regenerate import plan_source, regenerate, warm
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import Settings
@@ -19,7 +18,7 @@ def register(sub: Any) -> None:
         "regenerate", help="redo a collection's renditions whose recipe changed (backfill lane)"
     )
     regen.add_argument("collection_id")
-    regen.add_argument("--stage", choices=RENDER_STAGES, help="only this rendition")
+    regen.add_argument("--stage", help="only this rendition (a name from [renditions])")
     regen.add_argument("--force", action="store_true", help="redo even current renditions")
     add_common(regen)
     regen.set_defaults(handler=_regenerate)
@@ -36,7 +35,9 @@ def register(sub: Any) -> None:
 
 
 def _regenerate(args: argparse.Namespace, settings: Settings) -> int:
-    stages = (args.stage,) if args.stage else RENDER_STAGES
+    if args.stage:
+        settings.rendition(args.stage)  # LookupError names the configured ones
+    stages = (args.stage,) if args.stage else settings.rendition_names
 
     def starter(rt: Runtime) -> dict[str, Any]:
         return regenerate(rt, args.collection_id, stages, force=args.force)

@@ -47,8 +47,9 @@ class CollectionItem:
 class CollectionImages:
     """A collection's images in source order."""
 
-    def __init__(self, reader: StatusReader) -> None:
+    def __init__(self, reader: StatusReader, renditions: tuple[str, ...]) -> None:
         self._reader = reader
+        self._renditions = renditions
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection_id: str) -> None:
         """A page of images, each as ``thumbcache images --json`` prints it, with its id."""
@@ -58,4 +59,7 @@ class CollectionImages:
         if self._reader.collection(collection_id) is None:
             raise NotFoundError("no collection with that id")
         found = self._reader.images(collection_id, page.limit, page.after)
-        resp.media = {"items": [image_view(i) for i in found.docs], "next_cursor": found.next_key}
+        resp.media = {
+            "items": [image_view(i, self._renditions) for i in found.docs],
+            "next_cursor": found.next_key,
+        }

@@ -1,4 +1,4 @@
-"""``/v1/images/{image_id}/thumbnail`` and ``/cache``: rendition files by image id, read-only.
+"""``/v1/images/{image_id}/{rendition}``: rendition files by image id, read-only.
 
 The file served is the one the image's rendition record names, and only if it lies inside the
 cache folder that record points to: nothing in the request ever becomes a path.
@@ -29,22 +29,29 @@ def open_binary(path: str) -> IO[bytes]:
 
 
 class Rendition:
-    """One render stage's file of an image."""
+    """The file of one configured rendition of an image."""
 
-    def __init__(self, reader: StatusReader, stage: str, opener: Opener = open_binary) -> None:
+    def __init__(
+        self, reader: StatusReader, renditions: tuple[str, ...], opener: Opener = open_binary
+    ) -> None:
         self._reader = reader
-        self._stage = stage
+        self._renditions = renditions
         self._open = opener
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: str) -> None:
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, image_id: str, rendition: str
+    ) -> None:
         """The file, with an ETag and cache headers; 304 when the client's copy is current."""
         params.check_known(req.params, ())
         image_id = params.path_id(image_id, params.IMAGE_ID, "image")
-        path, record = self._locate(image_id)
+        if rendition not in self._renditions:
+            raise NotFoundError(f"no rendition {rendition!r} here (configured: "
+                                f"{', '.join(self._renditions)})")  # fmt: skip
+        path, record = self._locate(image_id, rendition)
         try:
             stat = os.stat(path)
         except OSError:
-            raise NotFoundError(f"the {self._stage} file of this image is gone") from None
+            raise NotFoundError(f"the {rendition} file of this image is gone") from None
         etag = _etag(path, stat.st_size, stat.st_mtime_ns)
         resp.etag = etag
         resp.cache_control = CACHE_CONTROL
@@ -56,18 +63,18 @@ class Rendition:
         try:
             resp.stream = self._open(path)
         except OSError:
-            raise NotFoundError(f"the {self._stage} file of this image is gone") from None
+            raise NotFoundError(f"the {rendition} file of this image is gone") from None
         resp.content_length = stat.st_size
 
-    def _locate(self, image_id: str) -> tuple[str, dict[str, Any]]:
+    def _locate(self, image_id: str, rendition: str) -> tuple[str, dict[str, Any]]:
         image = self._reader.image(image_id)
-        record = ((image or {}).get("renditions") or {}).get(self._stage)
+        record = ((image or {}).get("renditions") or {}).get(rendition)
         if not record or not isinstance(record.get("path"), str):
-            raise NotFoundError(f"this image has no {self._stage}")
+            raise NotFoundError(f"this image has no {rendition}")
         folder = self._reader.folder(str(record.get("folder_id")))
         path = os.path.realpath(record["path"])
         if folder is None or not _within(path, os.path.realpath(str(folder.get("path")))):
-            raise NotFoundError(f"this image has no {self._stage} in a known cache folder")
+            raise NotFoundError(f"this image has no {rendition} in a known cache folder")
         return path, record
 
 

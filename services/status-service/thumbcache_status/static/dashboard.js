@@ -149,12 +149,23 @@ async function refreshCollections() {
   if (!state.collection && items.length) selectCollection(items[0].collection_id);
 }
 
+// The smallest rendition an image has (renditions are configuration: "thumbnail" by default).
+function gridRendition(image) {
+  let best = null;
+  for (const [name, record] of Object.entries(image)) {
+    if (record && typeof record === "object" && "path" in record && "width" in record &&
+        (best === null || record.width < image[best].width)) best = name;
+  }
+  return best;
+}
+
 function tile(image) {
   const caption = el("span", { title: image.source }, image.source);
+  const rendition = gridRendition(image);
   let visual;
-  if (image.thumbnail) {
+  if (rendition) {
     visual = el("img", { class: "thumb", alt: image.source, loading: "lazy",
-                         src: `/v1/images/${image.image_id}/thumbnail` });
+                         src: `/v1/images/${image.image_id}/${rendition}` });
   } else {
     visual = el("div", { class: "missing" + (image.error ? " failed" : "") }, image.error ? "failed" : "…");
     if (image.error) visual.title = image.error;
@@ -172,7 +183,7 @@ async function loadGrid(first) {
   if (id !== state.collection) return;
   const grid = document.getElementById("grid");
   for (const image of page.items) {
-    const kind = image.thumbnail ? "thumb" : image.error ? "failed" : "pending";
+    const kind = gridRendition(image) ? "thumb" : image.error ? "failed" : "pending";
     const old = state.tiles.get(image.image_id);
     if (old && old.dataset.kind === kind) continue;
     const fresh = tile(image);

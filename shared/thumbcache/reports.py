@@ -1,8 +1,9 @@
-"""What the command prints: job summaries, image lines, the progress bar (pure formatting)."""
+"""How jobs and images read for people and scripts: job summaries, image lines, the progress
+bar (pure formatting, shared by the CLI and the status service)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 SUMMARY_FIELDS = ("job_id", "collection_id", "status", "total", "completed", "skipped", "failed")
@@ -21,25 +22,24 @@ def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def image_line(image: Mapping[str, Any]) -> dict[str, Any]:
-    """One image as ``thumbcache images --json`` prints it."""
-    renditions = image.get("renditions") or {}
+RECORD_FIELDS = ("path", "width", "height", "bytes", "quality")
+
+
+def image_line(image: Mapping[str, Any], renditions: Iterable[str]) -> dict[str, Any]:
+    """One image as ``thumbcache images --json`` prints it, with a key per rendition."""
+    records = image.get("renditions") or {}
     error = image.get("error") or next(iter((image.get("stage_errors") or {}).values()), None)
-    thumb = renditions.get("thumbnail")
-    cache = renditions.get("cache")
-    return {
+    line: dict[str, Any] = {
         "source": image["source"],
         "width": image.get("width"),
         "height": image.get("height"),
         "format": image.get("format"),
         "error": None if error is None else f"{error['class']}: {error['message']}",
-        "thumbnail": None
-        if thumb is None
-        else {k: thumb[k] for k in ("path", "width", "height", "bytes")},
-        "cache": None
-        if cache is None
-        else {k: cache[k] for k in ("path", "width", "height", "bytes", "quality")},
     }
+    for name in renditions:
+        record = records.get(name)
+        line[name] = None if record is None else {k: record.get(k) for k in RECORD_FIELDS}
+    return line
 
 
 def progress_line(job: Mapping[str, Any], rate: float, width: int = 30) -> str:

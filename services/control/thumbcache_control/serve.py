@@ -15,21 +15,18 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import dramatiq
 import falcon
-from thumbcache.broker import make_broker, queue_depth
-from thumbcache.contracts import QUEUE_OF_STAGE
 from thumbcache.errors import ConfigError
-from thumbcache.pipeline.recovery import recount_job, republish_open_work
+from thumbcache.hosting import Host, hosted_stages
+from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.settle import recount_job
 from thumbcache.settings import Settings
-from thumbcache_control.embedded_run import declare_all_stages, open_store
-
 from thumbcache_status.app import create_app
 from thumbcache_status.submit import runtime_planner, runtime_submitter
 
@@ -41,8 +38,12 @@ class Embedded:
     """The running pieces of the all-in-one service."""
 
     app: falcon.App[falcon.Request, falcon.Response]
-    runtime: Runtime
-    worker: dramatiq.Worker
+    host: Host
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime every in-process stage shares."""
+        return self.host.runtime
 
 
 @contextmanager
@@ -53,38 +54,28 @@ def embedded_service(
     api_token: str | None = None,
     start_worker: bool = True,
 ) -> Iterator[Embedded]:
-    """Store, stub broker, every stage's actors, a worker, and the app, for the block's life.
+    """Every stage hosted in this process, and the status app over its store, for the block.
 
     Unfinished jobs of an earlier run are recounted and their open work published again (the
-    stub broker's messages died with that run).
+    in-process broker's messages died with that run).
     """
-    settings = replace(settings, broker_url="memory://")
-    with open_store(settings) as store:
-        broker = make_broker(settings)
-        rt = Runtime(settings, store, broker)
-        declare_all_stages(broker, rt)
-        broker.emit_after("process_boot")  # as a worker process does: starts the time limits
-        for job in store.jobs.find_unfinished():
+    with hosted_stages(settings) as host:
+        rt = host.runtime
+        for job in rt.store.jobs.find_unfinished():
             recount_job(rt, job["_id"])
-            republish_open_work(rt, store.jobs.get(job["_id"]) or job)
+            republish_open_work(rt, rt.store.jobs.get(job["_id"]) or job)
         app = create_app(
-            store,
-            settings,
+            rt.store,
+            rt.settings,
             submit_scan=runtime_submitter(rt),
             plan_scan=runtime_planner(rt),
             allowed_roots=allowed_roots,
             api_token=api_token,
-            queue_depths=lambda: {q: queue_depth(broker, q) for q in QUEUE_OF_STAGE.values()},
+            queue_depths=host.queue_depths,
         )
-        # One extra thread for the scanner, which may wait at the high-water mark.
-        threads = (settings.worker.threads or os.cpu_count() or 2) + 1
-        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
         if start_worker:
-            worker.start()
-        try:
-            yield Embedded(app, rt, worker)
-        finally:
-            worker.stop(timeout=settings.worker.shutdown_timeout_seconds * 1000)
+            host.start()
+        yield Embedded(app, host)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

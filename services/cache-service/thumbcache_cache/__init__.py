@@ -1,1 +1,0 @@
-"""thumbcache cache-service: the cache stage as a Dramatiq worker."""

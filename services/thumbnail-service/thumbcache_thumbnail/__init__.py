@@ -1,1 +1,0 @@
-"""thumbcache thumbnail-service: the thumbnail stage as a Dramatiq worker."""
