@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from thumbcache.embedded_supervisor import (
-    INSTANCE_DB,
     START_TIMEOUT_S,
     ServerFiles,
     open_lock,
@@ -33,6 +32,7 @@ from thumbcache.embedded_supervisor import (
     try_flock,
 )
 from thumbcache.errors import ConfigError, StateUnavailable
+from thumbcache.state.instance import read_token
 
 
 class EmbeddedMongo:
@@ -86,7 +86,7 @@ class EmbeddedMongo:
             info = _read_info(self.files.info)
             if info is not None and port_open(info[0]):
                 url = _url(info[0])
-                if _token_of(url) == info[1]:
+                if read_token(url) == info[1]:
                     return url
             time.sleep(0.1)
         raise StateUnavailable(f"the embedded database of {self.data_dir} does not answer")
@@ -163,21 +163,6 @@ def _read_info(path: Path) -> tuple[int, str] | None:
         return int(info["port"]), str(info["token"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-
-
-def _token_of(url: str) -> str | None:
-    """The token the supervisor wrote into the server at ``url`` (None: not ours)."""
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=2000)
-    try:
-        doc = client[INSTANCE_DB]["instance"].find_one({"_id": "instance"})
-    except PyMongoError:
-        return None
-    finally:
-        client.close()
-    return str(doc["token"]) if doc else None
 
 
 def _read_line(fd: int, deadline: float) -> str:

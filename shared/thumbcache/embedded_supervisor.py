@@ -32,11 +32,12 @@ import sys
 import time
 from pathlib import Path
 
+from thumbcache.state.instance import write_token
+
 PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 20.0
 POLL_S = 0.2
-INSTANCE_DB = "thumbcache_embedded"
 EXIT_ANOTHER_SUPERVISOR = 3
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     token = secrets.token_hex(16)
     try:
-        _write_token(port, token)
+        write_token(f"mongodb://127.0.0.1:{port}/?directConnection=true", token)
     except Exception as exc:
         server.kill()
         print(f"failed {exc}", flush=True)
@@ -127,20 +128,6 @@ def _start_server(files: ServerFiles) -> tuple[subprocess.Popen[bytes] | None, i
             return server, port
         time.sleep(0.3)  # the port was taken meanwhile, or the storage is still locked
     return None, 0
-
-
-def _write_token(port: int, token: str) -> None:
-    from pymongo import MongoClient
-
-    client: MongoClient[dict[str, object]] = MongoClient(
-        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=10_000
-    )
-    try:
-        client[INSTANCE_DB]["instance"].replace_one(
-            {"_id": "instance"}, {"_id": "instance", "token": token}, upsert=True
-        )
-    finally:
-        client.close()
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

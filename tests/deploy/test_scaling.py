@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from deploy_helpers import (
     OVERLAYS,
+    config_files,
     container_env,
     is_worker,
     of_kind,
@@ -12,6 +13,8 @@ from deploy_helpers import (
     queue_consumed,
     render,
 )
+from thumbcache.contracts import BACKFILL, FRESH, SCAN_QUEUE, render_queue
+from thumbcache.settings import load_settings
 
 WORKER_DEPLOYMENTS = {
     "scanner",
@@ -33,15 +36,30 @@ def _worker_queues(overlay: str) -> dict[str, str]:
     return queues
 
 
+def expected_workers(overlay: str) -> dict[str, str]:
+    """What the rendition registry asks of a deployment: the scanner, and for each configured
+    rendition a worker per lane, each consuming that lane's queue (named as the registry says).
+    """
+    configmaps = of_kind(render(overlay), "ConfigMap")
+    (scanner,) = [
+        c
+        for d in of_kind(render(overlay), "Deployment").values()
+        if is_worker(d)
+        for c in pod_spec(d)["containers"]
+        if c["args"] == ["worker", "scanner"]
+    ]
+    env = container_env(scanner, configmaps)
+    settings = load_settings(files=[str(f) for f in config_files(env)], env=env)
+    expected = {"scanner": SCAN_QUEUE}
+    for name, rendition in settings.renditions.items():
+        expected[f"{name}-service"] = render_queue(rendition, FRESH)
+        expected[f"{name}-service-backfill"] = render_queue(rendition, BACKFILL)
+    return expected
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_both_lanes_of_each_render_stage_are_deployed(overlay: str) -> None:
-    assert _worker_queues(overlay) == {
-        "scanner": "scan",
-        "thumbnail-service": "thumbnail",
-        "thumbnail-service-backfill": "thumbnail-backfill",
-        "cache-service": "cache",
-        "cache-service-backfill": "cache-backfill",
-    }
+def test_both_lanes_of_each_configured_rendition_are_deployed(overlay: str) -> None:
+    assert _worker_queues(overlay) == expected_workers(overlay)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -38,8 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
 CONSUMER_TIMEOUT_MS = 5000
 SLOW_RENDER_S = 8
-WORKER_ROOT = Path(__file__).parents[2] / "shared" / "thumbcache" / "worker_root.py"
-WIRED = "RedeliveryWarnings" in WORKER_ROOT.read_text()
 
 
 @dataclass
@@ -164,12 +162,6 @@ def test_the_redelivery_after_a_consumer_timeout_is_harmless(run: Run) -> None:
     print(f"\nscenario 9: slow.jpg attempts {attempts}")
 
 
-@pytest.mark.xfail(
-    not WIRED,
-    strict=True,
-    reason="thumbcache.redelivery.RedeliveryWarnings is not wired into worker_root.py yet: "
-    "Dramatiq alone logs only 'Consumer encountered a connection error'",
-)
 def test_a_warning_names_the_consumer_timeout(run: Run) -> None:
     # Then a WARNING of thumbcache itself names the cause and the setting to change
     warnings = [

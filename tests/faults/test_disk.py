@@ -232,7 +232,7 @@ def unprivileged_cluster(
     assert codes == {"scan": 0, "thumbnail": 0, "cache": 0}, codes  # a clean stop
 
 
-def _cli(env: dict[str, str], *args: str) -> dict:
+def _cli(env: dict[str, str], *args: str, exit_code: int = 0) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "thumbcache_control.cli", *args, "--json"],
         env=env,
@@ -240,7 +240,7 @@ def _cli(env: dict[str, str], *args: str) -> dict:
         text=True,
         timeout=90,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -268,7 +268,7 @@ def test_permission_denied_on_a_cache_folder_fails_clearly_then_retry_completes(
     before = snapshot(world_dir, exclude)
 
     # When the collection is scanned
-    summary = _cli(env, "scan", str(root), "--wait")
+    summary = _cli(env, "scan", str(root), "--wait", exit_code=3)  # images failed
 
     # Then the thumbnails are made, every cache rendition fails as "permission denied"
     assert all(p.poll() is None for p in procs.values())

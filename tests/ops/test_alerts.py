@@ -29,7 +29,6 @@ from thumbcache.ops.dead_letters import dead_letter_depths, handle_dead_letters
 from thumbcache.ops.webhook import WebhookNotifier
 from thumbcache.renditions import DEFAULT_RENDITIONS, THUMBNAIL
 from thumbcache.settings import OpsSettings, Settings, load_settings
-from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.store import Store, connect
 from thumbcache_control import cli
 
@@ -205,7 +204,7 @@ def test_a_stalled_job_alerts_once_then_resolves_then_alerts_again(
     assert [r.levelname for r in caplog.records] == ["ERROR"]  # one line, not one per pass
     assert [s["alert_id"] for s in sent] == ["job-a:stalled"]
     assert REGISTRY.get_sample_value(RAISED, {"kind": "stalled"}) == counted + 1
-    doc = AlertRepository(store.db).get("job-a:stalled")
+    doc = store.alerts.get("job-a:stalled")
     assert doc is not None
     assert (doc["job_id"], doc["kind"], doc["active"], doc["acknowledged"]) == (
         "job-a", "stalled", True, False)  # fmt: skip
@@ -213,9 +212,9 @@ def test_a_stalled_job_alerts_once_then_resolves_then_alerts_again(
     store.jobs.add_progress("job-a", {"completed": 1})  # the repair: the job moves again
     third = evaluate_alerts(store, settings=settings, notify=sent.append)
     assert third.resolved == ("job-a:stalled",) and third.active == ()
-    assert AlertRepository(store.db).get("job-a:stalled")["active"] is False  # type: ignore[index]
+    assert store.alerts.get("job-a:stalled")["active"] is False  # type: ignore[index]
 
-    AlertRepository(store.db).acknowledge("job-a:stalled")
+    store.alerts.acknowledge("job-a:stalled")
     much_later = later + dt.timedelta(minutes=10)
     fourth = evaluate_alerts(store, settings=settings, notify=sent.append, clock=lambda: much_later)
     (again,) = fourth.raised
@@ -224,7 +223,7 @@ def test_a_stalled_job_alerts_once_then_resolves_then_alerts_again(
 
 
 def test_of_racing_evaluations_exactly_one_raises(store: Store) -> None:
-    repo = AlertRepository(store.db)
+    repo = store.alerts
     barrier = threading.Barrier(6)
     results: list[object] = []
 
@@ -244,7 +243,7 @@ def test_an_evaluation_resolves_only_what_it_checked(
     store: Store, mongo_url: str, db_name: str
 ) -> None:
     settings = settings_for(mongo_url, db_name)
-    repo = AlertRepository(store.db)
+    repo = store.alerts
     repo.raise_alert("thumbnail.XQ:dead_letters", {"kind": DEAD_LETTERS, "message": "m"})
     evaluate_alerts(store, settings=settings, notify=lambda _: None)  # no broker: not checked
     assert repo.active_ids() == {"thumbnail.XQ:dead_letters"}
@@ -285,7 +284,7 @@ def test_a_job_finishing_with_many_failures_alerts_through_the_webhook(
     finished = rt.store.jobs.get(job_id)
     assert finished is not None and finished["status"] == "done" and finished["failed"] == 3
 
-    alert = AlertRepository(rt.store.db).get(f"{job_id}:failure_ratio")
+    alert = rt.store.alerts.get(f"{job_id}:failure_ratio")
     assert alert is not None and alert["active"]
     assert "3 of 6 images failed" in alert["message"]
     deadline = time.monotonic() + 10
@@ -324,7 +323,7 @@ def test_the_status_service_reads_these_alerts(store: Store, mongo_url: str, db_
         make_job(store, job_id)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     evaluate_alerts(store, settings=settings, notify=lambda _: None, clock=lambda: later)
-    AlertRepository(store.db).acknowledge("job-a:stalled")
+    store.alerts.acknowledge("job-a:stalled")
 
     reader = StatusReader(store)
     first = reader.alerts(limit=1, after=None)
@@ -388,7 +387,7 @@ def test_a_dead_letter_alerts_via_check_alerts_and_the_alert_clears_after_a_requ
         assert cli.main(["check-alerts", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["raised"] == []  # still true: not raised again
 
-        handle_dead_letters(broker, store.db, queues=QUEUES, requeue=True)  # the repair
+        handle_dead_letters(broker, store.dead_letters, queues=QUEUES, requeue=True)  # the repair
         assert cli.main(["check-alerts", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["resolved"] == ["thumbnail.XQ:dead_letters"]
 

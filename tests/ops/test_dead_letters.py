@@ -101,7 +101,7 @@ def test_a_real_dead_letter_is_listed_without_loss_recorded_requeued_and_process
         worker.stop()
 
     for _ in range(2):  # listing twice: nothing lost, nothing recorded twice
-        (seen,) = handle_dead_letters(rabbit, store.db, queues=QUEUES)
+        (seen,) = handle_dead_letters(rabbit, store.dead_letters, queues=QUEUES)
         assert not seen.requeued and counts(rabbit) == (0, 0, 1)
     letter = seen.letter
     assert (letter.message_id, letter.actor, letter.queue, letter.dead_queue) == (
@@ -115,7 +115,7 @@ def test_a_real_dead_letter_is_listed_without_loss_recorded_requeued_and_process
     assert store.db["dead_letters"].count_documents({}) == 1
 
     actor.broken = False  # the repair, then the requeue
-    (requeued,) = handle_dead_letters(rabbit, store.db, queues=QUEUES, requeue=True)
+    (requeued,) = handle_dead_letters(rabbit, store.dead_letters, queues=QUEUES, requeue=True)
     assert requeued.requeued and counts(rabbit) == (1, 0, 0)
     record = store.db["dead_letters"].find_one({"_id": message.message_id})
     assert record is not None and (record["status"], record["requeues"]) == ("requeued", 1)
@@ -187,10 +187,12 @@ def test_the_embedded_stub_brokers_dead_letters_are_handled_too(store: Store) ->
     try:
         broker.join("thumbnail", fail_fast=False)
         assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 1
-        assert not handle_dead_letters(broker, store.db, queues=QUEUES)[0].requeued
+        assert not handle_dead_letters(broker, store.dead_letters, queues=QUEUES)[0].requeued
         assert dead_letter_depths(broker, QUEUES)["thumbnail.XQ"] == 1
         actor.broken = False
-        assert handle_dead_letters(broker, store.db, queues=QUEUES, requeue=True)[0].requeued
+        assert handle_dead_letters(broker, store.dead_letters, queues=QUEUES, requeue=True)[
+            0
+        ].requeued
         broker.join("thumbnail", fail_fast=False)
         worker.join()
     finally:

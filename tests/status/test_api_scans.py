@@ -77,6 +77,7 @@ def test_without_the_right_token_nothing_is_submitted(scans, headers, why) -> No
     assert resp.status_code == 401, why
     assert resp.headers["www-authenticate"] == "Bearer"
     assert set(resp.json) == {"title", "description"}
+    assert resp.json["title"] == "Unauthorized"  # the status's reason phrase
     assert rt.store.jobs.recent() == []
 
 
@@ -170,6 +171,7 @@ def test_a_service_that_cannot_submit_says_so(fresh: tuple[Store, Settings], tmp
     app = create_app(store, settings, allowed_roots=(str(tmp_path),))
     resp = post(falcon.testing.TestClient(app), {"source": str(tmp_path)}, headers={})
     assert resp.status_code == 503
+    assert resp.json["title"] == "Service Unavailable"
 
 
 def test_with_no_allowed_roots_every_source_is_forbidden(fresh, tmp_path) -> None:
@@ -178,6 +180,7 @@ def test_with_no_allowed_roots_every_source_is_forbidden(fresh, tmp_path) -> Non
     app = create_app(store, settings, submit_scan=runtime_submitter(rt))
     resp = post(falcon.testing.TestClient(app), {"source": os.fspath(tmp_path)}, headers={})
     assert resp.status_code == 403
+    assert resp.json["title"] == "Forbidden"
 
 
 def test_a_dry_run_plans_without_creating_a_job_or_rendering(tmp_path, mongo_url, db_name):

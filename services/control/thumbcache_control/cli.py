@@ -163,13 +163,17 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_JOB_COULD_NOT_RUN
     job = run_job(settings, args.source, force=args.force, progress=progress_stream())
     _print_summary(job, as_json=args.json)
+    code = exit_code_of(job)
+    if code == EXIT_IMAGES_FAILED and not args.json:
+        print(f"details: {run_log_path(settings)}")
+    return code
+
+
+def exit_code_of(job: dict[str, Any]) -> int:
+    """What a command that waited for ``job`` exits with: 0, 1 (job failed) or 3 (images)."""
     if job["status"] == JOB_FAILED:
         return EXIT_JOB_COULD_NOT_RUN
-    if job_summary(job)["failed"]:
-        if not args.json:
-            print(f"details: {run_log_path(settings)}")
-        return EXIT_IMAGES_FAILED
-    return EXIT_OK
+    return EXIT_IMAGES_FAILED if job_summary(job)["failed"] else EXIT_OK
 
 
 def _print_summary(job: dict[str, Any], *, as_json: bool) -> None:
@@ -232,18 +236,18 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         ended = _wait_for_job(store, job["_id"])
         _print_summary(ended, as_json=args.json)
-    return EXIT_JOB_COULD_NOT_RUN if ended["status"] == JOB_FAILED else EXIT_OK
+    return exit_code_of(ended)
 
 
 def _wait_for_job(store: Any, job_id: str) -> dict[str, Any]:
     """Poll until the job ends (done or failed); a database outage is waited out, not fatal
     (the job goes on)."""
-    from pymongo.errors import ConnectionFailure
+    from thumbcache.state.store import DatabaseUnreachable
 
     while True:
         try:
             current = store.jobs.get(job_id)
-        except ConnectionFailure as exc:
+        except DatabaseUnreachable as exc:
             log.warning(
                 "waiting for job %s: the database is unreachable (%s); retrying", job_id, exc
             )

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from pymongo.errors import PyMongoError
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.model import JOB_STATUSES
+from thumbcache.state.store import DatabaseError
 
 from thumbcache_status.progress import rate_per_s
 from thumbcache_status.reader import StatusReader
@@ -51,7 +51,7 @@ class StateCollector(Collector):
         up = GaugeMetricFamily("thumbcache_state_up", "1 when the job-state database answers")
         try:
             metrics = list(self._state_metrics())
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("metrics: database error: %s", exc)
             up.add_metric([], 0)
             metrics = []

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 import falcon
-from pymongo.errors import PyMongoError
+from thumbcache.state.store import DatabaseError
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """Base of the errors a responder raises; carries its HTTP status and title."""
+    """Base of the errors a responder raises; carries its HTTP status (its title is the
+    status's standard reason phrase, "Not Found")."""
 
     status: ClassVar[str] = falcon.HTTP_400
-    title: ClassVar[str] = "Bad Request"
     headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
         self.description = description
+
+    @property
+    def title(self) -> str:
+        """The reason phrase of the status: ``Service Unavailable`` for 503."""
+        return reason_phrase(self.status)
+
+
+def reason_phrase(status: str) -> str:
+    """``"Service Unavailable"`` for ``"503 Service Unavailable"`` or ``"503"``."""
+    return HTTPStatus(int(status.split(maxsplit=1)[0])).phrase
 
 
 class BadRequestError(ApiError):
@@ -31,7 +42,6 @@ class UnauthorizedError(ApiError):
     """The bearer token is missing or wrong."""
 
     status = falcon.HTTP_401
-    title = "UnauthorizedError"
     headers = {"WWW-Authenticate": "Bearer"}
 
 
@@ -39,35 +49,30 @@ class ForbiddenError(ApiError):
     """The request is understood but not allowed (a source outside the allowed roots)."""
 
     status = falcon.HTTP_403
-    title = "ForbiddenError"
 
 
 class NotFoundError(ApiError):
     """No such job, collection, image or rendition."""
 
     status = falcon.HTTP_404
-    title = "Not Found"
 
 
 class PayloadTooLargeError(ApiError):
     """The request body is larger than the API accepts."""
 
     status = falcon.HTTP_413
-    title = "Payload Too Large"
 
 
 class UnsupportedMediaTypeError(ApiError):
     """The request body is not JSON."""
 
     status = falcon.HTTP_415
-    title = "Unsupported Media Type"
 
 
 class UnavailableError(ApiError):
     """A dependency (the database, the broker) is down or a feature is switched off."""
 
     status = falcon.HTTP_503
-    title = "Service UnavailableError"
 
 
 def _api_error(req: falcon.Request, resp: falcon.Response, ex: ApiError, params: Any) -> None:
@@ -77,11 +82,12 @@ def _api_error(req: falcon.Request, resp: falcon.Response, ex: ApiError, params:
 
 
 def _database_error(
-    req: falcon.Request, resp: falcon.Response, ex: PyMongoError, params: Any
+    req: falcon.Request, resp: falcon.Response, ex: DatabaseError, params: Any
 ) -> None:
     log.warning("database error on %s %s: %s", req.method, req.path, ex)
     raise falcon.HTTPServiceUnavailable(
-        title="Service UnavailableError", description="the job-state database is not answering"
+        title=reason_phrase(falcon.HTTP_503),
+        description="the job-state database is not answering",
     )
 
 
@@ -104,6 +110,6 @@ def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError
 def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """Map every error to HTTP, most general first (Falcon picks the most specific)."""
     app.add_error_handler(Exception, _unexpected)
-    app.add_error_handler(PyMongoError, _database_error)
+    app.add_error_handler(DatabaseError, _database_error)
     app.add_error_handler(ApiError, _api_error)
     app.set_error_serializer(_serialize)

@@ -1,6 +1,6 @@
-"""The queries the API runs, over the state repositories and their collections (read-only).
+"""The queries the API runs, over the state repositories (read-only; no query is built here).
 
-Every filter is built here from values :mod:`.params` has already typed and checked. Lists page
+Values reach the repositories only after :mod:`.params` has typed and checked them. Lists page
 by ``_id`` (or by ``source`` on the images index) and read ``limit + 1`` documents to know
 whether there is a next page. Scans over a job's items are bounded per request.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from thumbcache.state.model import JOB_DONE
+from thumbcache.state.model import JOB_DONE, RUNNING
 from thumbcache.state.store import Store
 
 from thumbcache_status.views import failure_view
@@ -22,7 +22,6 @@ ITEM_SCAN_BUDGET = 20_000
 CURRENT_ITEMS_CAP = 50
 # Looking for running stages happens on every job read of an unfinished job: keep it cheaper.
 RUNNING_SCAN_BUDGET = 5_000
-ALERTS = "alerts"
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,7 @@ class StatusReader:
         self, limit: int, after: str | None, status: str | None, collection_id: str | None
     ) -> Slice:
         """Jobs, newest first, optionally of one status and one collection."""
-        query: dict[str, Any] = {}
-        if after is not None:
-            query["_id"] = {"$lt": after}
-        if status is not None:
-            query["status"] = status
-        if collection_id is not None:
-            query["collection_id"] = collection_id
-        docs = list(self.store.db["jobs"].find(query).sort("_id", -1).limit(limit + 1))
+        docs = self.store.jobs.page(limit + 1, after, status, collection_id)
         return _slice(docs, limit, "_id")
 
     def job(self, job_id: str) -> dict[str, Any] | None:
@@ -102,27 +94,21 @@ class StatusReader:
         self, job_id: str, after: str | None, scan: _Scan
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of a job's items by ``_id`` range, stopping at the scan budget."""
-        low = after or f"{job_id}:"
-        coll = self.store.db["job_items"]
         while True:
             if scan.seen >= scan.budget:
                 scan.exhausted = True
                 return
             batch = min(ITEM_BATCH, scan.budget - scan.seen)
-            page = list(
-                coll.find({"_id": {"$gt": low, "$lt": f"{job_id};"}}).sort("_id", 1).limit(batch)
-            )
+            page = self.store.items.page_of_job(job_id, batch, after)
             yield page
             scan.seen += len(page)
             if len(page) < batch:
                 return
-            low = page[-1]["_id"]
+            after = page[-1]["_id"]
 
     def collections(self, limit: int, after: str | None) -> Slice:
         """Collections by id."""
-        query: dict[str, Any] = {} if after is None else {"_id": {"$gt": after}}
-        docs = list(self.store.db["collections"].find(query).sort("_id", 1).limit(limit + 1))
-        return _slice(docs, limit, "_id")
+        return _slice(self.store.collections.page(limit + 1, after), limit, "_id")
 
     def collection(self, collection_id: str) -> dict[str, Any] | None:
         """One collection, or None."""
@@ -134,12 +120,7 @@ class StatusReader:
 
     def images(self, collection_id: str, limit: int, after: str | None) -> Slice:
         """A collection's images in source order (the ``collection_id, source`` index)."""
-        docs = list(
-            self.store.db["images"]
-            .find({"collection_id": collection_id, "source": {"$gt": after or ""}})
-            .sort("source", 1)
-            .limit(limit + 1)
-        )
+        docs = self.store.images.page_of_collection(collection_id, limit + 1, after)
         return _slice(docs, limit, "source")
 
     def image(self, image_id: str) -> dict[str, Any] | None:
@@ -156,11 +137,7 @@ class StatusReader:
 
     def alerts(self, limit: int, after: str | None) -> Slice:
         """Alerts by id, descending (stable for cursors; job alerts sort by job time)."""
-        query: dict[str, Any] = {} if after is None else {"_id": {"$lt": after}}
-        docs = list(self.store.db[ALERTS].find(query).sort("_id", -1).limit(limit + 1))
-        for doc in docs:
-            doc["_id"] = str(doc["_id"])
-        return _slice(docs, limit, "_id")
+        return _slice(self.store.alerts.page(limit + 1, after), limit, "_id")
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
         """Jobs running or stalled."""
@@ -168,14 +145,11 @@ class StatusReader:
 
     def job_counts(self, statuses: tuple[str, ...]) -> dict[str, int]:
         """How many jobs have each status (the ``status`` index)."""
-        coll = self.store.db["jobs"]
-        return {s: coll.count_documents({"status": s}) for s in statuses}
+        return self.store.jobs.count_by_status(statuses)
 
     def open_alerts(self) -> int:
         """Alerts whose condition still holds and that nobody acknowledged."""
-        return self.store.db[ALERTS].count_documents(
-            {"active": {"$ne": False}, "acknowledged": {"$ne": True}}
-        )
+        return self.store.alerts.count_open()
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -190,4 +164,4 @@ def _slice(docs: list[dict[str, Any]], limit: int, key: str) -> Slice:
 
 
 def _has_running(item: dict[str, Any]) -> bool:
-    return any((sub or {}).get("state") == "running" for sub in (item.get("stages") or {}).values())
+    return any((sub or {}).get("state") == RUNNING for sub in (item.get("stages") or {}).values())

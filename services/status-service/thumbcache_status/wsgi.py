@@ -12,11 +12,11 @@ from collections.abc import Mapping
 import falcon
 from thumbcache.broker import make_broker, queue_depth
 from thumbcache.contracts import all_queues
+from thumbcache.database import process_store
 from thumbcache.errors import ConfigError
 from thumbcache.logs import setup_logging
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import Settings, load_settings
-from thumbcache.state.store import connect
 
 from thumbcache_status.app import create_app
 from thumbcache_status.submit import runtime_planner, runtime_submitter
@@ -38,14 +38,8 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
     roots, token_required = status_options(settings)
     if token_required and not token:
         raise ConfigError(f"this configuration requires {TOKEN_ENV} to be set")
-    if settings.embedded:
-        from thumbcache.embedded import shared_embedded_url
-
-        url = shared_embedded_url(settings.data_dir)
-    else:
-        url = settings.mongo_url
-    store = connect(url, settings.database)
-    if settings.broker_url.startswith("memory://"):
+    store = process_store(settings)
+    if settings.in_process_broker:
         # An in-process broker here would swallow scans no worker ever sees.
         return create_app(store, settings, api_token=token)
     runtime = Runtime(settings, store, make_broker(settings))

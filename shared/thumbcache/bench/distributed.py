@@ -326,7 +326,7 @@ def measure_scan(
         job = store.jobs.get(job_id)
         assert job is not None
         sizes.add(document_size(job))
-        store.db.client.close()
+        store.close()
         return ScanRun(
             entries=entries,
             seconds=finished - started,

@@ -44,6 +44,7 @@ from thumbcache.bench.distributed import (
 )
 from thumbcache.bench.pipeline import engine_seconds, make_corpus, run_seconds
 from thumbcache.embedded import EmbeddedMongo
+from thumbcache.state.model import JOB_DONE
 from thumbcache.state.store import connect
 
 MB = 1024 * 1024
@@ -92,7 +93,7 @@ def distributed_rate(
 
             def done() -> bool:
                 job = store.jobs.get(job_id)
-                return job is not None and job["status"] == "done"
+                return job is not None and job["status"] == JOB_DONE
 
             wait_until("the job to finish", done, timeout=1800, interval=0.2)
             job = store.jobs.get(job_id)
@@ -100,7 +101,7 @@ def distributed_rate(
             if job["completed"] != job["total"]:
                 raise RuntimeError(f"job {job_id} did not complete every image: {job}")
             seconds = _seconds(job["created_at"], job["finished_at"])
-            store.db.client.close()
+            store.close()
         finally:
             codes = [proc.stop() for proc in procs]
     if any(codes):
@@ -123,11 +124,11 @@ def embedded_rate(work: Path, source: Path) -> Throughput:
     store = connect(server.start(), load_settings(files=[], env={}).database)
     try:
         (job,) = store.jobs.recent(limit=1)
-        if job["status"] != "done" or job["completed"] != job["total"]:
+        if job["status"] != JOB_DONE or job["completed"] != job["total"]:
             raise RuntimeError(f"the embedded run did not complete every image: {job}")
         return Throughput(0, int(job["total"]), _seconds(job["created_at"], job["finished_at"]))
     finally:
-        store.db.client.close()
+        store.close()
         server.stop()
 
 

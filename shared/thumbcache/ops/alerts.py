@@ -287,7 +287,7 @@ def evaluate_alerts(
         dead_letter_depths=depths,
     )
     notify = notify if notify is not None else default_notifier(settings.ops)
-    return apply_evaluation(AlertRepository(store.db, clock), evaluation, notify)
+    return apply_evaluation(store.alerts.with_clock(clock), evaluation, notify)
 
 
 def on_job_finished(
@@ -305,7 +305,7 @@ def on_job_finished(
     try:
         evaluation = evaluate_rules(settings.ops, clock(), jobs=[job])
         notify = notify if notify is not None else default_notifier(settings.ops)
-        return apply_evaluation(AlertRepository(store.db, clock), evaluation, notify)
+        return apply_evaluation(store.alerts.with_clock(clock), evaluation, notify)
     except Exception:  # alerts are best effort; the pipeline must go on
         log.exception("alert evaluation for finished job %s failed", job.get("_id"))
         return None

@@ -24,14 +24,11 @@ from typing import Any, Protocol
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from pymongo import DESCENDING
-from pymongo.database import Database
 
-from thumbcache.state.clock import Clock, utcnow
+from thumbcache.state.dead_letters import DeadLetterRepository
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERS = "dead_letters"
 XQ_SUFFIX = ".XQ"
 DQ_SUFFIX = ".DQ"
 # Options a retry added to the message; a requeued message starts its retries afresh.
@@ -104,51 +101,6 @@ def requeue_copy(message: dramatiq.Message[Any], queue: str) -> dramatiq.Message
     options = {k: v for k, v in message.options.items() if k not in RETRY_OPTIONS}
     options["dead_letter_requeues"] = int(options.get("dead_letter_requeues", 0)) + 1
     return dataclasses.replace(message, queue_name=queue, options=options)
-
-
-class DeadLetterLog:
-    """The ``dead_letters`` collection: every dead letter seen, by message id."""
-
-    def __init__(self, db: Database[Any], clock: Clock = utcnow) -> None:
-        self._coll = db[DEAD_LETTERS]
-        self._clock = clock
-
-    def seen(self, letter: DeadLetter) -> None:
-        """Record a dead letter (first sighting kept; status back to dead if it died again)."""
-        now = self._clock()
-        self._coll.update_one(
-            {"_id": letter.message_id},
-            {
-                "$setOnInsert": {"first_seen": now, "requeues": 0},
-                "$set": {
-                    "queue": letter.queue,
-                    "dead_queue": letter.dead_queue,
-                    "actor": letter.actor,
-                    "payload": letter.payload,
-                    **{k: letter.payload.get(k) for k in PAYLOAD_FIELDS},
-                    "retries": letter.retries,
-                    "error": letter.error,
-                    "status": "dead",
-                    "last_seen": now,
-                },
-            },
-            upsert=True,
-        )
-
-    def requeued(self, message_id: str) -> None:
-        """Record that a dead letter went back to its queue."""
-        self._coll.update_one(
-            {"_id": message_id},
-            {"$set": {"status": "requeued", "requeued_at": self._clock()}, "$inc": {"requeues": 1}},
-        )
-
-    def get(self, message_id: str) -> dict[str, Any] | None:
-        """One record, or None."""
-        return self._coll.find_one({"_id": message_id})
-
-    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Records most recently seen first."""
-        return list(self._coll.find().sort("last_seen", DESCENDING).limit(limit))
 
 
 class _Source(Protocol):
@@ -267,25 +219,22 @@ class Handled:
 
 def handle_dead_letters(
     broker: dramatiq.Broker,
-    db: Database[Any],
+    records: DeadLetterRepository,
     *,
     queues: Iterable[str],
     requeue: bool = False,
     limit_per_queue: int = TAKE_LIMIT,
-    clock: Clock = utcnow,
 ) -> list[Handled]:
-    """Record every dead letter in MongoDB and, with ``requeue``, send it back to its queue.
-
-    Undecodable messages are recorded but stay where they are.
+    """Record every dead letter (``store.dead_letters``) and, with ``requeue``, send it back
+    to its queue. Undecodable messages are recorded but stay where they are.
     """
     if requeue and not getattr(broker, "confirm_delivery", True):
         raise ValueError("requeueing dead letters needs a broker with publisher confirms")
-    records = DeadLetterLog(db, clock)
     handled: list[Handled] = []
     with _open_source(broker) as source:
         for queue in queues:
             for handle, letter in source.take(queue, limit_per_queue):
-                records.seen(letter)
+                records.seen(letter.message_id, letter_fields(letter))
                 done = False
                 if requeue and letter.message is not None:
                     broker.enqueue(requeue_copy(letter.message, letter.queue))  # confirmed
@@ -295,6 +244,19 @@ def handle_dead_letters(
                     done = True
                 handled.append(Handled(letter, done))
     return handled
+
+
+def letter_fields(letter: DeadLetter) -> dict[str, Any]:
+    """What is recorded of a dead letter."""
+    return {
+        "queue": letter.queue,
+        "dead_queue": letter.dead_queue,
+        "actor": letter.actor,
+        "payload": letter.payload,
+        **{k: letter.payload.get(k) for k in PAYLOAD_FIELDS},
+        "retries": letter.retries,
+        "error": letter.error,
+    }
 
 
 def record_view(letter: DeadLetter, requeued: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.state.clock import utcnow
-from thumbcache.state.model import FAILED, RUNNING, error_doc
+from thumbcache.state.model import FAILED, JOB_RUNNING, RUNNING, error_doc
 
 log = logging.getLogger(__name__)
 NAMED_PER_JOB = 50
@@ -92,7 +92,7 @@ def check_stale(rt: Runtime, *, apply: bool = True, now: dt.datetime | None = No
             report.repaired_jobs.append(job["_id"])  # every stage ended; only counts were lost
             continue
         last = job.get("last_progress_at") or job.get("created_at")
-        if job["status"] == "running" and last is not None and last < stalled_cutoff:
+        if job["status"] == JOB_RUNNING and last is not None and last < stalled_cutoff:
             report.stalled_jobs.append(job["_id"])
             if apply and rt.store.jobs.mark_stalled(job["_id"], stalled_cutoff):
                 log.error("job %s stalled: no progress since %s", job["_id"], last.isoformat())

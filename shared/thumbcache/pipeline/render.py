@@ -20,12 +20,14 @@ from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION
 from thumbcache.pipeline.isolation import render_slot
+from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import settle_and_count
 from thumbcache.sandbox.protocol import RenderTask
 from thumbcache.state.model import (
     DONE,
     FAILED,
+    JOB_DONE,
     OPEN_STATES,
     SKIPPED,
     error_doc,
@@ -231,8 +233,6 @@ def _finish_what_a_failed_attempt_left(
 ) -> None:
     """After a duplicate: settle the image if its outcome was never written, and repair the
     job if it is stuck near its end (its counts were lost with a failed write)."""
-    from thumbcache.pipeline.recovery import repair_job
-
     states = {s: v.get("state") for s, v in item.get("stages", {}).items()}
     if item.get("outcome") is None and image_outcome(states) is not None:
         settle_and_count(rt, request.job_id, request.image_id)
@@ -240,7 +240,7 @@ def _finish_what_a_failed_attempt_left(
     job = rt.store.jobs.get(request.job_id) or {}
     settled = sum(job.get(k, 0) for k in ("completed", "skipped", "failed"))
     near_end = job.get("total", 0) - settled <= REPAIR_WHEN_REMAINING
-    if job.get("status") != "done" and (job.get("scan") or {}).get("complete") and near_end:
+    if job.get("status") != JOB_DONE and (job.get("scan") or {}).get("complete") and near_end:
         repair_job(rt, request.job_id)
 
 

@@ -30,6 +30,7 @@ from thumbcache.sources.reader import ChunkReader, open_source
 from thumbcache.sources.walk import Candidate, DirIdentity, dir_identity, walk
 from thumbcache.state.model import (
     FAILED,
+    OPEN_STATES,
     PENDING,
     SKIPPED,
     error_doc,
@@ -337,7 +338,7 @@ def _render_messages(
 ) -> Iterator[Any]:
     for item in items:
         for stage, sub in item.get("stages", {}).items():
-            if sub.get("state") in (PENDING, "running"):
+            if sub.get("state") in OPEN_STATES:
                 request = RenderRequest(
                     job["_id"],
                     item["collection_id"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-from bson.errors import BSONError
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from thumbcache.contracts import ScanRequest
@@ -20,6 +19,7 @@ from thumbcache.errors import PermanentError
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import scan_step
 from thumbcache.state.model import error_doc
+from thumbcache.state.store import DocumentRefused
 
 log = logging.getLogger(__name__)
 # What another try cannot mend: the same scan raises it again.
@@ -31,7 +31,7 @@ BUGS = (
     AssertionError,
     LookupError,
     ValueError,
-    BSONError,
+    DocumentRefused,
 )
 
 

@@ -26,8 +26,13 @@ class AlertRepository:
     """Alerts: subject, kind, message, raised/resolved/acknowledged times, occurrences."""
 
     def __init__(self, db: Database[Any], clock: Clock = utcnow) -> None:
+        self._db = db
         self._coll = db[ALERTS]
         self._clock = clock
+
+    def with_clock(self, clock: Clock) -> AlertRepository:
+        """The same alerts, timestamped by ``clock`` (evaluations at a chosen time)."""
+        return AlertRepository(self._db, clock)
 
     def raise_alert(
         self,
@@ -114,3 +119,15 @@ class AlertRepository:
             d for d in docs if include_settled or d.get("active") or not d.get("acknowledged")
         )
         return list(itertools.islice(wanted, limit))
+
+    def page(self, limit: int, after: str | None) -> list[dict[str, Any]]:
+        """Up to ``limit`` alerts by id, descending, after the id ``after`` (string ids)."""
+        query: dict[str, Any] = {} if after is None else {"_id": {"$lt": after}}
+        docs = list(self._coll.find(query).sort("_id", -1).limit(limit))
+        for doc in docs:
+            doc["_id"] = str(doc["_id"])
+        return docs
+
+    def count_open(self) -> int:
+        """Alerts whose condition still holds and that nobody acknowledged."""
+        return self._coll.count_documents({"active": {"$ne": False}, "acknowledged": {"$ne": True}})

@@ -78,3 +78,8 @@ class CollectionRepository:
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Collections by id."""
         return list(self._coll.find().sort("_id", 1).limit(limit))
+
+    def page(self, limit: int, after: str | None) -> list[dict[str, Any]]:
+        """Up to ``limit`` collections by id, after the id ``after``."""
+        query: dict[str, Any] = {} if after is None else {"_id": {"$gt": after}}
+        return list(self._coll.find(query).sort("_id", 1).limit(limit))

@@ -98,6 +98,14 @@ class ImageRepository:
                 return
             last = page[-1]["source"]
 
+    def page_of_collection(
+        self, collection_id: str, limit: int, after: str | None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` images of a collection in source order, after the source ``after``
+        (the ``collection_id, source`` index)."""
+        query = {"collection_id": collection_id, "source": {"$gt": after or ""}}
+        return list(self._coll.find(query).sort("source", 1).limit(limit))
+
     def clear_rendition_if(self, image_id: str, stage: str, *, path: str, job_id: str) -> bool:
         """Forget a rendition record only if it is still the one seen (same path, same job)."""
         result = self._coll.update_one(

@@ -173,17 +173,19 @@ class ItemRepository:
 
     def iter_job(self, job_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
         """Every item of a job, in id order (a range scan on the composed ``_id``)."""
-        low = f"{job_id}:"
+        after: str | None = None
         while True:
-            page = list(
-                self._coll.find({"_id": {"$gt": low, "$lt": f"{job_id};"}})
-                .sort("_id", 1)
-                .limit(batch)
-            )
+            page = self.page_of_job(job_id, batch, after)
             yield from page
             if len(page) < batch:
                 return
-            low = page[-1]["_id"]
+            after = page[-1]["_id"]
+
+    def page_of_job(self, job_id: str, limit: int, after: str | None) -> list[dict[str, Any]]:
+        """Up to ``limit`` items of a job in id order, after the item id ``after``."""
+        low = after or f"{job_id}:"
+        query = {"_id": {"$gt": low, "$lt": f"{job_id};"}}
+        return list(self._coll.find(query).sort("_id", 1).limit(limit))
 
     def failures(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Items of the job whose outcome is failed."""

@@ -75,6 +75,24 @@ class JobRepository:
         """Every job id, oldest first."""
         return [str(d["_id"]) for d in self._coll.find({}, {"_id": 1}).sort("_id", 1)]
 
+    def page(
+        self, limit: int, after: str | None, status: str | None, collection_id: str | None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` jobs newest first, older than the id ``after``, optionally of one
+        status and one collection."""
+        query: dict[str, Any] = {}
+        if after is not None:
+            query["_id"] = {"$lt": after}
+        if status is not None:
+            query["status"] = status
+        if collection_id is not None:
+            query["collection_id"] = collection_id
+        return list(self._coll.find(query).sort("_id", -1).limit(limit))
+
+    def count_by_status(self, statuses: tuple[str, ...]) -> dict[str, int]:
+        """How many jobs have each status (the ``status`` index)."""
+        return {s: self._coll.count_documents({"status": s}) for s in statuses}
+
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Most recent jobs first."""
         return list(self._coll.find().sort("_id", -1).limit(limit))

@@ -5,17 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bson.errors import BSONError
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.collections import CollectionRepository
+from thumbcache.state.dead_letters import DeadLetterRepository
 from thumbcache.state.folders import FolderRepository
 from thumbcache.state.images import ImageRepository
 from thumbcache.state.items import ItemRepository
 from thumbcache.state.jobs import JobRepository
 from thumbcache.state.leases import LeaseRepository
+
+# What the job-state layer raises when the database fails or cannot be reached: the edges
+# (HTTP error mapping, CLI messages) catch these, and never import the driver themselves.
+DatabaseError = PyMongoError
+DatabaseUnreachable = ConnectionFailure
+DocumentRefused = BSONError  # a document the database cannot store: the same one fails again
 
 
 @dataclass
@@ -30,6 +39,7 @@ class Store:
     folders: FolderRepository
     leases: LeaseRepository
     alerts: AlertRepository
+    dead_letters: DeadLetterRepository
 
     @classmethod
     def from_database(
@@ -45,11 +55,16 @@ class Store:
             folders=FolderRepository(db),
             leases=LeaseRepository(db, clock),
             alerts=AlertRepository(db, clock),
+            dead_letters=DeadLetterRepository(db, clock),
         )
         if create_indexes:
             store.images.ensure_indexes()
             store.jobs.ensure_indexes()
         return store
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.db.client.close()
 
     def ping(self) -> bool:
         """True when the database answers."""

@@ -15,7 +15,6 @@ from thumbcache.ops.alerts import evaluate_alerts
 from thumbcache.ops.dead_letters import handle_dead_letters
 from thumbcache.ops.webhook import WebhookNotifier
 from thumbcache.settings import OpsSettings, Settings
-from thumbcache.state.alerts import AlertRepository
 
 from thumbcache_control.commands.common import add_common
 
@@ -42,7 +41,7 @@ def register(subparsers: Any) -> None:
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     """List alerts, or acknowledge one."""
     with open_store(settings) as store:
-        repo = AlertRepository(store.db)
+        repo = store.alerts
         if args.ack:
             if not repo.acknowledge(args.ack):
                 print(f"thumbcache: unknown alert {args.ack}", file=sys.stderr)
@@ -64,7 +63,7 @@ def cmd_check_alerts(args: argparse.Namespace, settings: Settings) -> int:
             queues = all_queues(settings.renditions.values())
             recorded = 0
             if broker is not None:
-                recorded = len(handle_dead_letters(broker, store.db, queues=queues))
+                recorded = len(handle_dead_letters(broker, store.dead_letters, queues=queues))
             result = evaluate_alerts(
                 store,
                 broker,

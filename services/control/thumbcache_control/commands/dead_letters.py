@@ -50,7 +50,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with open_store(settings) as store:
             handled = handle_dead_letters(
-                broker, store.db, requeue=args.requeue, queues=tuple(args.queue or known)
+                broker, store.dead_letters, requeue=args.requeue, queues=tuple(args.queue or known)
             )
     finally:
         broker.close()
