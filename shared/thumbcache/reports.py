@@ -3,6 +3,7 @@ bar (pure formatting, shared by the CLI and the status service)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -89,3 +90,34 @@ def human_status(job: Mapping[str, Any]) -> str:
             f"skipped {counts.get('skipped', 0)}  failed {counts.get('failed', 0)}"
         )
     return "\n".join(lines)
+
+
+ALERT_FIELDS = ("alert_id", "kind", "subject", "job_id", "message", "details", "active",
+                "acknowledged", "raised_at", "resolved_at", "occurrences")  # fmt: skip
+
+
+def alert_record(alert: Mapping[str, Any], fields: Iterable[str] = ALERT_FIELDS) -> dict[str, Any]:
+    """An alert document as JSON-ready data (times as ISO 8601), limited to ``fields``: one
+    reading shared by the webhook, the CLI and the status API."""
+    record = {
+        "alert_id": str(alert["_id"]),
+        "kind": alert.get("kind"),
+        "subject": alert.get("subject"),
+        "job_id": alert.get("job_id"),
+        "message": alert.get("message"),
+        "details": alert.get("details") or {},
+        "active": bool(alert.get("active")),
+        "acknowledged": bool(alert.get("acknowledged", False)),
+        "raised_at": iso_time(alert.get("raised_at")),
+        "resolved_at": iso_time(alert.get("resolved_at")),
+        "occurrences": int(alert.get("occurrences", 1)),
+    }
+    return {k: record[k] for k in fields}
+
+
+def iso_time(moment: Any) -> str | None:
+    """A stored date as ISO 8601 UTC (naive dates are UTC), else None."""
+    if not isinstance(moment, dt.datetime):
+        return None
+    aware: dt.datetime = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).isoformat()

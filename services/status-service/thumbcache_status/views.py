@@ -7,18 +7,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from thumbcache.contracts import SCAN_STAGE
-from thumbcache.reports import image_line, job_summary
+from thumbcache.reports import alert_record, image_line, job_summary
+from thumbcache.reports import iso_time as iso
 from thumbcache.state.model import FAILED, RUNNING, STAGE_COUNTERS, render_stages_of
 
 from thumbcache_status.progress import eta_s, idle_s, rate_per_s
-
-
-def iso(moment: Any) -> str | None:
-    """A BSON date as ISO 8601 UTC (``2024-05-01T12:00:00.123000+00:00``), else None."""
-    if not isinstance(moment, dt.datetime):
-        return None
-    aware: dt.datetime = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat()
 
 
 def stage_counts(job: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -136,13 +129,9 @@ def folder_view(folder: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+API_ALERT_FIELDS = ("alert_id", "job_id", "kind", "message", "raised_at", "acknowledged")
+
+
 def alert_view(alert: Mapping[str, Any]) -> dict[str, Any]:
     """An alert raised by the operations side."""
-    return {
-        "alert_id": str(alert["_id"]),
-        "job_id": alert.get("job_id"),
-        "kind": alert.get("kind"),
-        "message": alert.get("message"),
-        "raised_at": iso(alert.get("raised_at")),
-        "acknowledged": bool(alert.get("acknowledged", False)),
-    }
+    return alert_record(alert, API_ALERT_FIELDS)

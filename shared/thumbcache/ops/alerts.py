@@ -30,6 +30,7 @@ from thumbcache.contracts import all_queues
 from thumbcache.ops.dead_letters import dead_letter_depths
 from thumbcache.ops.webhook import shared_notifier
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.reports import alert_record
 from thumbcache.settings import OpsSettings, Settings
 from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.clock import Clock, utcnow
@@ -229,19 +230,13 @@ def apply_evaluation(
     return AlertPass(tuple(raised), tuple(resolved), tuple(sorted(active)))
 
 
+WEBHOOK_FIELDS = ("alert_id", "kind", "subject", "job_id", "message", "details", "raised_at",
+                  "occurrences")  # fmt: skip
+
+
 def alert_payload(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The webhook body of a raised alert."""
-    raised_at = doc.get("raised_at")
-    return {
-        "alert_id": str(doc["_id"]),
-        "kind": doc.get("kind"),
-        "subject": doc.get("subject"),
-        "job_id": doc.get("job_id"),
-        "message": doc.get("message"),
-        "details": doc.get("details") or {},
-        "raised_at": raised_at.isoformat() if isinstance(raised_at, dt.datetime) else None,
-        "occurrences": doc.get("occurrences", 1),
-    }
+    return alert_record(doc, WEBHOOK_FIELDS)
 
 
 def default_notifier(ops: OpsSettings) -> Notify | None:

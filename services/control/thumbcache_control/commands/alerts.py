@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from thumbcache.database import open_store
 from thumbcache.ops.alerts import evaluate_alerts
 from thumbcache.ops.dead_letters import handle_dead_letters
 from thumbcache.ops.webhook import WebhookNotifier
+from thumbcache.reports import alert_record, iso_time
 from thumbcache.settings import OpsSettings, Settings
 
 from thumbcache_control.commands.common import add_common
@@ -112,28 +112,18 @@ def _webhook_budget(ops: OpsSettings) -> float:
     )
 
 
+LINE_FIELDS = ("alert_id", "kind", "subject", "job_id", "message", "active", "acknowledged",
+               "raised_at", "resolved_at", "occurrences")  # fmt: skip
+
+
 def alert_line(alert: dict[str, Any]) -> dict[str, Any]:
     """An alert as a JSON-ready object."""
-    return {
-        "alert_id": str(alert["_id"]),
-        "kind": alert.get("kind"),
-        "subject": alert.get("subject"),
-        "job_id": alert.get("job_id"),
-        "message": alert.get("message"),
-        "active": bool(alert.get("active")),
-        "acknowledged": bool(alert.get("acknowledged")),
-        "raised_at": _iso(alert.get("raised_at")),
-        "resolved_at": _iso(alert.get("resolved_at")),
-        "occurrences": int(alert.get("occurrences", 1)),
-    }
+    return alert_record(alert, LINE_FIELDS)
 
 
 def human_alert(alert: dict[str, Any]) -> str:
     """One readable line per alert."""
     state = "ACTIVE" if alert.get("active") else "resolved"
     ack = " (acknowledged)" if alert.get("acknowledged") else ""
-    return f"{state}{ack} {alert['_id']} since {_iso(alert.get('raised_at'))}: {alert['message']}"
-
-
-def _iso(value: object) -> str | None:
-    return value.isoformat() if isinstance(value, dt.datetime) else None
+    since = iso_time(alert.get("raised_at"))
+    return f"{state}{ack} {alert['_id']} since {since}: {alert['message']}"
