@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from thumbcache.contracts import RenderRequest, render_message
 from thumbcache.ops.recovery import LEASE
+from thumbcache.renditions import DEFAULT_RENDITIONS
 
 from tests.faults.cluster import RENDER_STAGES, assert_invariants, attempts, make_photos, wait_until
 
@@ -46,7 +47,7 @@ def test_each_message_published_twice_and_handled_concurrently_by_two_workers_co
     for item in items:
         request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
         for stage in RENDER_STAGES:
-            message = render_message(stage, request)
+            message = render_message(DEFAULT_RENDITIONS[stage], request)
             broker.enqueue(message)
             broker.enqueue(message)
     broker.close()

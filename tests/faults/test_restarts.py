@@ -210,7 +210,8 @@ def test_rabbitmq_restarts_during_a_scan_and_during_rendering_lose_nothing(
 
         # Then the job finishes exactly once and the waiting `thumbcache scan` reports it
         out, _ = scan.communicate(timeout=150)
-        assert scan.returncode == 0, (logs / "scan-cli.log").read_text()[-3000:]
+        # 3: done, and the broken file failed (with its reason)
+        assert scan.returncode == 3, (logs / "scan-cli.log").read_text()[-3000:]
         summary = json.loads(out.strip().splitlines()[-1])
         assert summary["job_id"] == job_id
         alive = {name: proc.poll() is None for name, proc in workers.items()}

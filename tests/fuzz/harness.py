@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-from thumbcache.contracts import ACTOR_OF_STAGE, RenderRequest, ScanRequest
+from thumbcache.contracts import RenderRequest, ScanRequest
 from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import scan_step, start_scan
@@ -35,7 +35,6 @@ STEP_MEMORY_BUDGET_MIB = 512
 # Should a render run in a child process (render isolation), the child's peak counts instead:
 # it must fit the render pod's limit itself.
 CHILD_MEMORY_LIMIT_MIB = 768
-STAGE_OF_ACTOR = {actor: stage for stage, actor in ACTOR_OF_STAGE.items()}
 
 
 @dataclass
@@ -121,7 +120,7 @@ def run_collection(rt: Runtime, root: Path) -> Run:
         scans.extend(_take(rt, "scan"))
     for queue in _render_queues(rt):
         for message in _take(rt, queue):
-            stage = STAGE_OF_ACTOR[message.actor_name]
+            stage = {r.actor_name: n for n, r in rt.settings.renditions.items()}[message.actor_name]
             request = RenderRequest.from_dict(message.args[0])
             label = f"{stage} of {request.source!r}"
             if request.source in run.hung:
