@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thumbcache.state.store import Store
 from thumbcache_control import cli
 
 CLI = [sys.executable, "-m", "thumbcache_control.cli"]
@@ -76,27 +77,42 @@ class SecondCommand:
     detail: str
 
 
-def judge_second(
-    result: subprocess.CompletedProcess[str], live_job_id: str, *, summary_expected: bool
-) -> SecondCommand:
-    """Accept exactly two behaviours of a second command started while ``live_job_id`` ran.
-
-    Attached: it exits like the first (0, or 3 if images failed) and its summary is the live
-    job's (never a new job over the same collection). Refused: a documented exit code other
-    than those, and one clear line on stderr naming why, no traceback.
-    """
-    if result.returncode in (cli.EXIT_OK, cli.EXIT_IMAGES_FAILED):
-        if summary_expected:
-            summary = last_json(result.stdout)
-            assert summary["job_id"] == live_job_id, (
-                f"the second command ran its own job {summary['job_id']} over the collection "
-                f"while job {live_job_id} was live"
-            )
-        return SecondCommand(True, result.stdout.strip().splitlines()[-1])
+def judge_refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """A refusal: a documented exit code other than success, one clear line, no traceback."""
     codes = documented_exit_codes()
+    assert result.returncode not in (cli.EXIT_OK, cli.EXIT_IMAGES_FAILED), result.returncode
     assert result.returncode in codes, (
         f"exit {result.returncode} is not a documented exit code {codes}; "
         f"stderr: {result.stderr[-2000:]}"
     )
     line = assert_one_clear_line(result.stderr)
-    return SecondCommand(False, f"exit {result.returncode} ({codes[result.returncode]}): {line}")
+    return f"refused: exit {result.returncode} ({codes[result.returncode]}): {line}"
+
+
+def judge_second_run(
+    result: subprocess.CompletedProcess[str], others: list[str], store: Store
+) -> SecondCommand:
+    """Accept exactly two behaviours of a ``run`` of a collection that other commands' jobs
+    (``others``: created by anything but this run) were working on.
+
+    Attached: it exits like a run (0, or 3 if images failed) with one of those jobs' summary.
+    Refused: see :func:`judge_refusal`. A job of its own is accepted only if every other job
+    that existed when it was created had ended by then (the run came too late to meet them).
+    """
+    if result.returncode not in (cli.EXIT_OK, cli.EXIT_IMAGES_FAILED):
+        return SecondCommand(False, judge_refusal(result))
+    job_id = last_json(result.stdout)["job_id"]
+    if job_id in others:
+        return SecondCommand(True, f"attached to job {job_id}")
+    created = (store.jobs.get(job_id) or {})["created_at"]
+    overlapped = {}
+    for other in others:
+        job = store.jobs.get(other) or {}
+        finished = job.get("finished_at")
+        if job.get("created_at", created) < created and (finished is None or finished > created):
+            overlapped[other] = finished
+    assert not overlapped, (
+        f"the run started its own job {job_id} (created {created}) over the collection while "
+        f"{overlapped} (job: finished at) were live"
+    )
+    return SecondCommand(True, f"started job {job_id} after the others ended")

@@ -52,7 +52,7 @@ def test_two_jobs_of_one_collection_submitted_at_once_count_each_rendition_once(
     assert accepted, [r.stderr[-2000:] for r in results]
     for result in results:
         if result.returncode != 0:
-            print("refused:", commands.judge_second(result, accepted[0], summary_expected=False))
+            print(commands.judge_refusal(result))
     for job_id in accepted:
         cluster.wait_for_job(job_id, timeout=90)
 

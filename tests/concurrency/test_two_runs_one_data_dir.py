@@ -88,7 +88,7 @@ def test_a_second_run_of_a_folder_attaches_or_refuses_and_never_resumes_the_live
         # And the second attached to that job or refused, and never resumed it under the first
         found = Findings()
         with found.check("the second run attached or refused"):
-            verdict = commands.judge_second(second, live["_id"], summary_expected=True)
+            verdict = commands.judge_second_run(second, [live["_id"]], store)
             if verdict.attached:
                 assert commands.last_json(second.stdout) == summary
         with found.check("the live job's write in progress was left alone"):
