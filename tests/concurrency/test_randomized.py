@@ -46,7 +46,7 @@ SEEDS = (
     if CHOSEN
     else tuple(range(1, 11))
     if FULL
-    else (1, 2, 3)
+    else (1, 2, 6)
 )
 IMAGES = 120 if FULL else 40
 # THUMBCACHE_SCENARIO_KINDS=kill,duplicates: replay seeds with only these kinds of event.
