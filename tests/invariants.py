@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from typing import Any
 
 from PIL import Image
 from thumbcache.state.recount import flatten, recount
 from thumbcache.state.store import Store
-from thumbcache.storage.layout import is_temp_name
+from thumbcache.storage.layout import STAGE_DIRS, is_temp_name
 
 
 def assert_job_exact(store: Store, job_id: str) -> dict[str, Any]:
@@ -46,7 +47,49 @@ def assert_folders_match_disk(store: Store) -> None:
                 assert not is_temp_name(name), f"temp file left: {dirpath}/{name}"
                 files += 1
                 size += os.path.getsize(os.path.join(dirpath, name))
-        assert (folder["total_files"], folder["current_size_bytes"]) == (files, size), folder
+        recorded = (folder["total_files"], folder["current_size_bytes"])
+        assert recorded == (files, size), (
+            f"folder {folder['path']}: statistics say {recorded[0]} files / {recorded[1]} bytes, "
+            f"the disk holds {files} / {size}"
+        )
+
+
+def assert_every_job_exact(store: Store) -> list[dict[str, Any]]:
+    """Every job in the store ended done, its counters equal to a recount from its items."""
+    return [assert_job_exact(store, job_id) for job_id in store.jobs.ids()]
+
+
+def assert_collection_renditions_match_disk(store: Store, collection_id: str) -> int:
+    """Per stage, a collection's rendition records name exactly its files on disk: one file a
+    record, no file without one, in whichever cache folder. Returns how many there are."""
+    recorded: dict[str, set[str]] = {stage: set() for stage in STAGE_DIRS}
+    for image in store.images.iter_collection(collection_id):
+        for stage, record in (image.get("renditions") or {}).items():
+            if record is not None:
+                recorded[stage].add(str(record["path"]))
+    on_disk: dict[str, set[str]] = {stage: set() for stage in STAGE_DIRS}
+    for folder in store.folders.all():
+        for stage, stage_dir in STAGE_DIRS.items():
+            for dirpath, _dirs, names in os.walk(
+                os.path.join(folder["path"], stage_dir, collection_id)
+            ):
+                on_disk[stage].update(
+                    os.path.join(dirpath, n) for n in names if not is_temp_name(n)
+                )
+    differences = {
+        stage: {"recorded, not on disk": sorted(recorded[stage] - on_disk[stage]),
+                "on disk, not recorded": sorted(on_disk[stage] - recorded[stage])}
+        for stage in STAGE_DIRS
+        if recorded[stage] != on_disk[stage]
+    }  # fmt: skip
+    assert not differences, f"collection {collection_id}: {differences}"
+    return sum(len(paths) for paths in recorded.values())
+
+
+def assert_processes_alive(processes: list[subprocess.Popen[Any]]) -> None:
+    """Every one of these processes (decoys nobody may signal) still runs."""
+    dead = {p.pid: p.returncode for p in processes if p.poll() is not None}
+    assert not dead, f"foreign processes were signalled (pid: exit status): {dead}"
 
 
 def assert_renditions_valid(

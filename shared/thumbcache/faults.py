@@ -32,8 +32,8 @@ from types import MappingProxyType
 FAULTS_VARIABLE = "THUMBCACHE_FAULTS"
 FAULTS_DIR_VARIABLE = "THUMBCACHE_FAULTS_DIR"
 POINTS = frozenset(
-    {"before_render", "in_render_process", "after_path_check", "after_rename", "after_record",
-     "scan_chunk"}
+    {"before_render", "in_render_process", "after_path_check", "after_rename", "before_counts",
+     "after_record", "scan_chunk"}
 )  # fmt: skip
 ACTIONS = frozenset({"kill", "raise", "sleep"})
 

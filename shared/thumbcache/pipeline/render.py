@@ -191,6 +191,7 @@ def complete(
     )
     if not won:
         return False
+    fault_point("before_counts", request.source)  # a winner slow to move its counters
     for folder_id, (files, size_bytes) in outcome.folder_deltas.items():
         store.folders.add(folder_id, files, size_bytes)
     if error is not None:

@@ -1,0 +1,145 @@
+"""Issue 11, observed failure 1: the end-of-job race.
+
+A render stage's winner is slow between its won ``items.finish`` and its counter writes
+(``render.complete``) while the other stage settles the image's outcome and finishes the job.
+Seen: the job goes ``done``, then back to ``running`` with ``finished_at`` set, and the slow
+stage's ``completed`` reads 2 for 1 image. Counts must never depend on timing.
+
+Reproduced twice: in-process, where the winner is held at the ``before_counts`` fault point
+until the other stage has settled (exact, no timing at all), and across real worker processes,
+where the winner sleeps there and the other stage's worker is started only once the harness
+has seen the window open.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from thumbcache import faults
+from thumbcache.contracts import RenderRequest
+from thumbcache.pipeline.render import render_step
+from thumbcache.state.store import Store
+
+from tests.faults.cluster import RENDER_STAGES, assert_invariants, make_photos, wait_until
+from tests.invariants import assert_folders_match_disk, assert_job_exact
+from tests.pipeline_helpers import folder_of, make_runtime, scanned_job
+
+pytestmark = pytest.mark.integration
+WAIT_S = 60  # hang detection only
+
+
+class HeldWinner:
+    """A fault table that holds ``before_counts`` in one named thread until released."""
+
+    def __init__(self, thread_name: str) -> None:
+        self.thread_name = thread_name
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def hit(self, point: str, source: str) -> None:
+        """Hold the winner of the named thread between its transition and its counters."""
+        if point == "before_counts" and threading.current_thread().name == self.thread_name:
+            self.reached.set()
+            assert self.release.wait(WAIT_S), "the test never released the held winner"
+
+
+@pytest.mark.parametrize("slow", RENDER_STAGES)
+def test_a_winner_slow_to_count_never_reopens_the_finished_job_nor_counts_twice(
+    slow, tmp_path, mongo_url, db_name, monkeypatch
+):
+    # Given a scanned job of one image, its render messages delivered by hand
+    rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"))
+    job_id = scanned_job(rt, folder_of(tmp_path, 1))["_id"]
+    (item,) = rt.store.items.iter_job(job_id)
+    request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
+    other = next(s for s in RENDER_STAGES if s != slow)
+    gate = HeldWinner(f"slow-{slow}")
+    monkeypatch.setattr(faults, "_TABLE", gate)
+
+    # When the slow stage wins its transition and is held before its counter writes...
+    results: dict[str, str] = {}
+    held = threading.Thread(
+        target=lambda: results.update({slow: render_step(rt, slow, request, last_try=False)}),
+        name=gate.thread_name,
+    )
+    held.start()
+    try:
+        assert gate.reached.wait(WAIT_S), f"the {slow} stage never won its transition"
+        # ...while the other stage renders and settles the image's last stage
+        results[other] = render_step(rt, other, request, last_try=False)
+        at_settle = rt.store.jobs.get(job_id)
+    finally:
+        gate.release.set()
+        held.join(WAIT_S)
+    assert not held.is_alive()
+
+    # Then the job is done once, stays done, and each stage counted its one image once
+    job = rt.store.jobs.get(job_id)
+    assert results == {slow: "done", other: "done"}
+    assert job["status"] == "done", (
+        f"the job was {at_settle['status']!r} when {other} settled the image and is "
+        f"{job['status']!r} after the slow {slow} winner's counts (finished_at "
+        f"{job['finished_at']}); stages {job['stages']}"
+    )
+    if at_settle["status"] == "done":
+        assert job["finished_at"] == at_settle["finished_at"]
+    counted = {stage: job["stages"][stage]["completed"] for stage in RENDER_STAGES}
+    assert counted == {slow: 1, other: 1}, job["stages"]
+    assert_job_exact(rt.store, job_id)
+    assert_folders_match_disk(rt.store)
+
+
+# -- the same race across real worker processes ---------------------------------------------
+
+HOLD_S = 15  # the slow winner's pause: a worker boots and renders one image well within it
+
+
+def _thumbnail_won_uncounted(store: Store, job_id: str) -> bool:
+    item = next(iter(store.items.iter_job(job_id)), None)
+    job = store.jobs.get(job_id) or {}
+    won = item is not None and item["stages"]["thumbnail"]["state"] == "done"
+    return won and job["stages"]["thumbnail"]["completed"] == 0
+
+
+def test_across_processes_a_slow_thumbnail_winner_never_reopens_the_finished_job(
+    cluster, photo_library
+):
+    # Given one image, a scanner, and a thumbnail worker whose winner pauses HOLD_S seconds
+    # between its won transition and its counter writes
+    photos = make_photos(cluster.root / "photos", 1, photo_library)
+    outside = cluster.outside_snapshot()
+    cluster.start("scanner")
+    cluster.start("thumbnail", THUMBCACHE_FAULTS=f"before_counts=sleep:{HOLD_S}")
+    job_id = cluster.submit(photos)
+    store = cluster.store
+    wait_until(lambda: _thumbnail_won_uncounted(store, job_id), WAIT_S, "the thumbnail's win")
+    held_until = time.monotonic() + HOLD_S
+
+    # When a cache worker starts only now, renders the image and settles it meanwhile
+    cluster.start("cache")
+    statuses: list[str] = [store.jobs.get(job_id)["status"]]
+    cache_done_while_held = False
+    while time.monotonic() < held_until + 5 or statuses[-1] != "done":
+        if "done" in statuses[:-1] or time.monotonic() > held_until + WAIT_S:
+            break  # it left done (asserted below), or it never got there
+        job: dict[str, Any] = store.jobs.get(job_id) or {}
+        if statuses[-1] != job["status"]:
+            statuses.append(job["status"])
+        item = next(iter(store.items.iter_job(job_id)))
+        if item["stages"]["cache"]["state"] == "done" and time.monotonic() < held_until - 1:
+            cache_done_while_held = True
+        time.sleep(0.05)
+    assert cache_done_while_held, "the cache stage ended after the hold: no race happened"
+
+    # Then the job went to done once and stayed there, with each stage counted once
+    job = store.jobs.get(job_id)
+    assert statuses == ["running", "done"], (
+        f"status sequence {statuses}; now {job['status']} finished_at {job['finished_at']} "
+        f"stages {job['stages']}"
+    )
+    counted = {stage: job["stages"][stage]["completed"] for stage in RENDER_STAGES}
+    assert counted == {"thumbnail": 1, "cache": 1}, job["stages"]
+    assert_invariants(cluster, job_id, outside)
