@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from thumbcache.broker import queue_depth
-from thumbcache.contracts import ALL_QUEUES, FRESH, RenderRequest, ScanRequest, render_message
+from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, all_queues, render_message
 from thumbcache.contracts import scan_message as scan_request_message
+from thumbcache.renditions import DEFAULT_RENDITIONS
 from thumbcache.state.model import job_has_ended
 from thumbcache.state.store import Store
 from thumbcache.storage.layout import STAGE_DIRS, TEMP_MARKER
@@ -142,7 +143,8 @@ class Chaos:
         jobs = [self.store.jobs.get(j) or {} for j in self.store.jobs.ids()]
         if not all(job_has_ended(job) for job in jobs):
             return False
-        return all(queue_depth(self.broker, q) == 0 for q in ALL_QUEUES)
+        queues = all_queues(DEFAULT_RENDITIONS.values())
+        return all(queue_depth(self.broker, q) == 0 for q in queues)
 
     def _restart_the_dead(self) -> None:
         for worker in list(self.cluster.workers):
@@ -229,7 +231,8 @@ class Chaos:
                 job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
             )
             for stage in item.get("stages", {}):
-                messages.append(render_message(stage, request, job.get("lane", FRESH)))
+                rendition = DEFAULT_RENDITIONS[stage]
+                messages.append(render_message(rendition, request, job.get("lane", FRESH)))
         if detail["scan"]:
             messages.append(scan_request_message(ScanRequest(job["_id"], job["collection_id"])))
         for message in messages:
