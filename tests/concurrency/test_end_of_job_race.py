@@ -13,6 +13,7 @@ has seen the window open.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -66,15 +67,23 @@ def test_a_winner_slow_to_count_never_reopens_the_finished_job_nor_counts_twice(
         name=gate.thread_name,
     )
     held.start()
+    rival = threading.Thread(
+        target=lambda: results.update({other: render_step(rt, other, request, last_try=False)})
+    )
     try:
         assert gate.reached.wait(WAIT_S), f"the {slow} stage never won its transition"
-        # ...while the other stage renders and settles the image's last stage
-        results[other] = render_step(rt, other, request, last_try=False)
+        # ...while the other stage renders and tries to end the image's last stage
+        rival.start()
+        time.sleep(1.0)
         at_settle = rt.store.jobs.get(job_id)
     finally:
         gate.release.set()
         held.join(WAIT_S)
-    assert not held.is_alive()
+        rival.join(WAIT_S)
+    assert not held.is_alive() and not rival.is_alive()
+    # (the rival's end waited for the held one: a stage's end and its counts are one
+    # transaction, so nothing saw the image settled before both counted)
+    assert at_settle["status"] == "running", at_settle
 
     # Then the job is done once, stays done, and each stage counted its one image once
     job = rt.store.jobs.get(job_id)
@@ -97,31 +106,39 @@ def test_a_winner_slow_to_count_never_reopens_the_finished_job_nor_counts_twice(
 HOLD_S = 15  # the slow winner's pause: a worker boots and renders one image well within it
 
 
-def _thumbnail_won_uncounted(store: Store, job_id: str) -> bool:
+def _thumbnail_held(cluster: Any, store: Store, job_id: str) -> bool:
+    """The thumbnail's winner is inside its held end: its file is written, its stage not ended
+    (a stage's end and its counts commit together, so nothing of it shows before)."""
     item = next(iter(store.items.iter_job(job_id)), None)
-    job = store.jobs.get(job_id) or {}
-    won = item is not None and item["stages"]["thumbnail"]["state"] == "done"
-    return won and job["stages"]["thumbnail"]["completed"] == 0
+    if item is None or item["stages"]["thumbnail"]["state"] != "running":
+        return False
+    folders = [f["path"] for f in store.folders.all()]
+    return any(
+        name.endswith(".jpg")
+        for f in folders
+        for _d, _s, names in os.walk(os.path.join(f, "thumbnails"))
+        for name in names
+    )
 
 
 def test_across_processes_a_slow_thumbnail_winner_never_reopens_the_finished_job(
     cluster, photo_library
 ):
     # Given one image, a scanner, and a thumbnail worker whose winner pauses HOLD_S seconds
-    # between its won transition and its counter writes
+    # between its won transition and its counter writes (inside the transaction that ends it)
     photos = make_photos(cluster.root / "photos", 1, photo_library)
     outside = cluster.outside_snapshot()
     cluster.start("scanner")
     cluster.start("thumbnail", THUMBCACHE_FAULTS=f"before_counts=sleep:{HOLD_S}")
     job_id = cluster.submit(photos)
     store = cluster.store
-    wait_until(lambda: _thumbnail_won_uncounted(store, job_id), WAIT_S, "the thumbnail's win")
+    wait_until(lambda: _thumbnail_held(cluster, store, job_id), WAIT_S, "the thumbnail's win")
     held_until = time.monotonic() + HOLD_S
 
-    # When a cache worker starts only now, renders the image and settles it meanwhile
+    # When a cache worker starts only now and renders the image meanwhile
     cluster.start("cache")
     statuses: list[str] = [store.jobs.get(job_id)["status"]]
-    cache_done_while_held = False
+    cache_ended_while_held = False
     while time.monotonic() < held_until + 5 or statuses[-1] != "done":
         if "done" in statuses[:-1] or time.monotonic() > held_until + WAIT_S:
             break  # it left done (asserted below), or it never got there
@@ -130,11 +147,12 @@ def test_across_processes_a_slow_thumbnail_winner_never_reopens_the_finished_job
             statuses.append(job["status"])
         item = next(iter(store.items.iter_job(job_id)))
         if item["stages"]["cache"]["state"] == "done" and time.monotonic() < held_until - 1:
-            cache_done_while_held = True
+            cache_ended_while_held = True
         time.sleep(0.05)
-    assert cache_done_while_held, "the cache stage ended after the hold: no race happened"
 
-    # Then the job went to done once and stayed there, with each stage counted once
+    # Then the cache stage's end waited for the thumbnail's (they share the item), the job went
+    # to done once and stayed there, with each stage counted once
+    assert not cache_ended_while_held, "the cache stage ended inside the thumbnail's end"
     job = store.jobs.get(job_id)
     assert statuses == ["running", "done"], (
         f"status sequence {statuses}; now {job['status']} finished_at {job['finished_at']} "

@@ -18,8 +18,9 @@ from thumbcache.contracts import FRESH, RenderRequest, render_message
 from thumbcache.errors import StaleItem
 from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import settle_and_count
+from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.state.clock import utcnow
+from thumbcache.state.completion import StageEnd, end_stage
 from thumbcache.state.model import FAILED, JOB_RUNNING, RUNNING, error_doc
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,19 @@ def _handle(
     if int(sub.get("stale_count", 0)) + 1 >= rt.settings.ops.max_stale_requeues:
         exc = StaleItem(f"went stale {int(sub.get('stale_count', 0)) + 1} times (last on "
                         f"{sub.get('worker')})")  # fmt: skip
-        error = error_doc(exc.error_class, str(exc))
-        if items.finish(job["_id"], item["image_id"], stage, FAILED, error=error):
-            rt.store.images.record_stage_error(item["image_id"], stage, error)
-            settle_and_count(rt, job["_id"], item["image_id"], {f"stages.{stage}.failed": 1})
+        ended = end_stage(
+            rt.store,
+            StageEnd(
+                job["_id"],
+                item["image_id"],
+                stage,
+                FAILED,
+                error=error_doc(exc.error_class, str(exc)),
+            ),
+        )
+        if ended is not None:
+            if ended.settled is not None:
+                finish_job_if_complete(rt, job["_id"])
             report.failed += 1
         return
     if items.mark_stale(job["_id"], item["image_id"], stage, sub["heartbeat_at"]):

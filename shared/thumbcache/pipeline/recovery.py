@@ -10,7 +10,7 @@ import dramatiq
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_and_count
+from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_left_over
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
 from thumbcache.state.references import References
 
@@ -40,8 +40,8 @@ def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
 def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200) -> int:
     """Publish every open stage of the job again, and the scan if it had not finished.
 
-    An item whose stages all ended but whose outcome was never settled (a crash between the
-    last transition and the settling write) is settled here, exactly once. Duplicates are
+    An item whose stages all ended but whose outcome was never settled (left by an older
+    version that settled in a separate write) is settled here, exactly once. Duplicates are
     harmless: a message for finished work finds nothing to transition. Returns the number of
     render messages published.
     """
@@ -55,7 +55,7 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
         stages = item.get("stages", {})
         open_stages = [s for s, v in stages.items() if v.get("state") in OPEN_STATES]
         if not open_stages:
-            settle_item(rt, job["_id"], item["image_id"])
+            settle_left_over(rt, job["_id"], item["image_id"])
             continue
         request = RenderRequest(
             job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
@@ -75,20 +75,15 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
     return published
 
 
-def settle_item(rt: Runtime, job_id: str, image_id: str) -> str | None:
-    """Settle an item whose stages have all ended, and count its outcome (winner only)."""
-    return settle_and_count(rt, job_id, image_id)
-
-
 def repair_job(rt: Runtime, job_id: str) -> bool:
     """Finish a job that is stuck with no work open; True if the job is done afterwards.
 
-    A database error (or crash) after a stage's winning transition can lose the writes that
-    follow it: the image's outcome is never settled, or its counts never reach the job, and the
-    job waits forever. When the scan has ended and no stage of the job is open, nothing can
-    move its counters any more: items whose stages all ended are settled (once, guarded), and
-    if the counters are still short they are recounted from the items and the job finished.
-    Returns False at the first open stage (the job is still working).
+    A stage's end moves every counter in one transaction; jobs of older versions, which moved
+    them in separate writes, could be left with an unsettled image or short counters and wait
+    forever. When the scan has ended and no stage of the job is open, nothing can move its
+    counters any more: unsettled items are settled (once, guarded), and counters still short
+    are recounted from the items and the job finished. Returns False at the first open stage
+    (the job is still working).
     """
     job = rt.store.jobs.get(job_id)
     if job is None or job["status"] == JOB_DONE:
@@ -103,7 +98,7 @@ def repair_job(rt: Runtime, job_id: str) -> bool:
             return False
         unsettled.append(item["image_id"])
     for image_id in unsettled:
-        settle_and_count(rt, job_id, image_id)
+        settle_left_over(rt, job_id, image_id)
     if finish_job_if_complete(rt, job_id) or _done(rt, job_id):
         return True
     counters = recount_job(rt, job_id)

@@ -1,7 +1,8 @@
-"""A rendition's work for one message: claim, re-check, render, write, record, transition.
+"""A rendition's work for one message: claim, re-check, render, write, then end the stage.
 
-Assume every message arrives twice: output paths are deterministic, writes are atomic, and
-only the call that wins the item's transition moves job and folder counters.
+Assume every message arrives twice: output paths are deterministic, writes are atomic, and the
+stage's end (item transition, rendition record, folder statistics, job counters, the image's
+outcome) is one transaction that exactly one call wins (:mod:`thumbcache.state.completion`).
 """
 
 from __future__ import annotations
@@ -20,21 +21,18 @@ from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION
 from thumbcache.pipeline.isolation import render_slot
-from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import settle_and_count
+from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
 from thumbcache.sandbox.protocol import RenderTask
+from thumbcache.state.completion import StageEnd, end_stage
 from thumbcache.state.model import (
     DONE,
     FAILED,
-    JOB_DONE,
     OPEN_STATES,
     SKIPPED,
     error_doc,
-    image_outcome,
     recipe_hash,
     rendition_is_current,
-    stage_counter_for,
 )
 from thumbcache.storage.atomic import write_atomically
 from thumbcache.storage.layout import rendition_path
@@ -44,11 +42,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """What one render produced: the terminal state and what it changes in folder statistics."""
+    """What one render produced: the terminal state, its facts, and the record to write."""
 
     state: str
     details: dict[str, Any] = field(default_factory=dict)
-    folder_deltas: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (files, bytes)
+    record: dict[str, Any] | None = None  # a new rendition (written when the stage ends)
 
 
 def render_step(
@@ -74,7 +72,7 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
         outcome = produce(rt, stage, request)
     except PermanentError as exc:
         log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
-        complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
+        complete(rt, stage, request, Outcome(FAILED), exc)
         return FAILED
     except TimeLimitExceeded:
         # Dramatiq's backstop (the database hung, not the render): give the attempt back.
@@ -95,11 +93,10 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
 
 
 def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
-    """Render and store one rendition, or find it already current.
+    """Render and write one rendition, or find it already current (skipped).
 
-    Current and made by this same job (a duplicate raced the original, or the original died
-    after recording it): done, with the same folder deltas the original computed. Current from
-    an earlier job: skipped.
+    The file is written here (atomically, at its deterministic path); its record is written
+    when the stage ends, over whatever record is there then.
     """
     settings = rt.settings
     rendition = settings.rendition(stage)
@@ -114,8 +111,6 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     current = rendition_is_current(
         previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
     )
-    if current and previous is not None and previous.get("job_id") == request.job_id:
-        return _done(previous)
     if current and not request.force:
         return Outcome(SKIPPED)
     started = time.perf_counter()
@@ -123,11 +118,6 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     rendered = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     write_atomically(path, rendered.data, fsync=settings.worker.fsync)
     fault_point("after_rename", request.source)
-    render_ms = round((time.perf_counter() - started) * 1000)
-    if previous is not None and previous.get("job_id") == request.job_id:
-        replaced = previous.get("replaced")  # this job's own earlier write: keep the original
-    else:
-        replaced = _summary(previous)
     record = {
         "path": path,
         "folder_id": folder_id,
@@ -140,41 +130,13 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
         "recipe": recipe,
         "fingerprint": rendered.fingerprint,
         "job_id": request.job_id,
-        "replaced": replaced,
     }
-    rt.store.images.record_rendition(request.image_id, stage, record)
-    if replaced is not None and replaced["path"] != path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
-    return _done(record, render_ms)
-
-
-def _done(record: dict[str, Any], render_ms: int | None = None) -> Outcome:
-    details: dict[str, Any] = {"bytes": record["bytes"], "quality": record["quality"]}
-    if render_ms is not None:
-        details["render_ms"] = render_ms
-    return Outcome(DONE, details, folder_deltas(record.get("replaced"), record))
-
-
-def _summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {k: record[k] for k in ("path", "folder_id", "bytes")}
-
-
-def folder_deltas(
-    replaced: dict[str, Any] | None, record: dict[str, Any]
-) -> dict[str, tuple[int, int]]:
-    """Statistics moves of writing ``record`` over what it ``replaced`` (pure)."""
-    folder_id, size = record["folder_id"], record["bytes"]
-    if replaced is None:
-        return {folder_id: (1, size)}
-    if replaced["path"] == record["path"]:
-        return {folder_id: (0, size - replaced["bytes"])}
-    deltas = {folder_id: (1, size)}
-    files, size_bytes = deltas.get(replaced["folder_id"], (0, 0))
-    deltas[replaced["folder_id"]] = (files - 1, size_bytes - replaced["bytes"])
-    return deltas
+    details = {
+        "bytes": rendered.bytes,
+        "quality": rendered.quality,
+        "render_ms": round((time.perf_counter() - started) * 1000),
+    }
+    return Outcome(DONE, details, record)
 
 
 def complete(
@@ -182,27 +144,35 @@ def complete(
     stage: str,
     request: RenderRequest,
     outcome: Outcome,
-    error: dict[str, str] | None = None,
+    error: PermanentError | dict[str, str] | None = None,
 ) -> bool:
-    """Win the item's transition, then (winner only) move job and folder counters."""
-    store = rt.store
-    won = store.items.finish(
-        request.job_id, request.image_id, stage, outcome.state, error=error, details=outcome.details
+    """End the stage (one transaction: see the module docstring); True for the one call that
+    did. Then remove a file the new record moved away from, and finish the job if that was
+    its last open stage."""
+    counts = not isinstance(error, PermanentError) or error.counts_toward_quarantine
+    if isinstance(error, PermanentError):
+        error = error_doc(error.error_class, str(error))
+    ended = end_stage(
+        rt.store,
+        StageEnd(
+            request.job_id,
+            request.image_id,
+            stage,
+            outcome.state,
+            record=outcome.record,
+            error=error,
+            details=outcome.details,
+            counts_toward_quarantine=counts,
+        ),
     )
-    if not won:
+    if ended is None:
         return False
-    fault_point("before_counts", request.source)  # a winner slow to move its counters
-    for folder_id, (files, size_bytes) in outcome.folder_deltas.items():
-        store.folders.add(folder_id, files, size_bytes)
-    if error is not None:
-        store.images.record_stage_error(request.image_id, stage, error)
-    increments = {f"stages.{stage}.{stage_counter_for(outcome.state)}": 1}
-    render_ms = outcome.details.get("render_ms")
-    if render_ms is not None:  # measured averages for `thumbcache plan`
-        increments[f"timing.{stage}.ms"] = int(render_ms)
-        increments[f"timing.{stage}.n"] = 1
-        increments[f"timing.{stage}.bytes"] = int(outcome.details["bytes"])
-    settle_and_count(rt, request.job_id, request.image_id, increments)
+    replaced = ended.replaced
+    if outcome.record and replaced is not None and replaced["path"] != outcome.record["path"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
+    if ended.settled is not None:
+        finish_job_if_complete(rt, request.job_id)
     return True
 
 
@@ -218,31 +188,11 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
             f"started {sub.get('attempts', 0)} times without finishing (the worker died each time)"
         )
         log.error("%s %s is poison: %s", stage, request.source, exc)
-        complete(rt, stage, request, Outcome(FAILED), error_doc(exc.error_class, str(exc)))
+        complete(rt, stage, request, Outcome(FAILED), exc)
         return FAILED
-    _finish_what_a_failed_attempt_left(rt, request, item or {})
+    if item is not None and item.get("outcome") is None:
+        settle_left_over(rt, request.job_id, request.image_id)  # an older version's crash
     return "duplicate"
-
-
-# A redelivered message for a job this close to its end may be the retry of an attempt whose
-# writes after the winning transition failed: check the whole job then (cheap near the end).
-REPAIR_WHEN_REMAINING = 16
-
-
-def _finish_what_a_failed_attempt_left(
-    rt: Runtime, request: RenderRequest, item: dict[str, Any]
-) -> None:
-    """After a duplicate: settle the image if its outcome was never written, and repair the
-    job if it is stuck near its end (its counts were lost with a failed write)."""
-    states = {s: v.get("state") for s, v in item.get("stages", {}).items()}
-    if item.get("outcome") is None and image_outcome(states) is not None:
-        settle_and_count(rt, request.job_id, request.image_id)
-        return
-    job = rt.store.jobs.get(request.job_id) or {}
-    settled = sum(job.get(k, 0) for k in ("completed", "skipped", "failed"))
-    near_end = job.get("total", 0) - settled <= REPAIR_WHEN_REMAINING
-    if job.get("status") != JOB_DONE and (job.get("scan") or {}).get("complete") and near_end:
-        repair_job(rt, request.job_id)
 
 
 def _release_quietly(

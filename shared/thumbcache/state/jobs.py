@@ -118,23 +118,6 @@ class JobRepository:
         result = self._coll.update_one({"_id": job_id, "scan.chunks": chunk}, update)
         return result.modified_count == 1
 
-    def add_progress(self, job_id: str, increments: Mapping[str, int]) -> None:
-        """Add a winning transition's counts and mark progress (revives a stalled job).
-
-        Setting ``running`` is safe: a job cannot be done while one of its stages is open. A
-        failed job stays failed: renders published before its scan stopped still count.
-        """
-        now = self._clock()
-        revived = self._coll.update_one(
-            {"_id": job_id, "status": {"$ne": JOB_FAILED}},
-            {"$inc": dict(increments), "$set": {"last_progress_at": now, "status": JOB_RUNNING}},
-        )
-        if revived.matched_count == 0:
-            self._coll.update_one(
-                {"_id": job_id, "status": JOB_FAILED},
-                {"$inc": dict(increments), "$set": {"last_progress_at": now}},
-            )
-
     def name_stale_items(self, job_id: str, entries: list[dict[str, Any]]) -> None:
         """Name the items found stale (source, stage, worker, since) on the job."""
         self._coll.update_one({"_id": job_id}, {"$set": {"stale_items": entries}})

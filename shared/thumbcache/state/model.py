@@ -88,6 +88,34 @@ def image_outcome(states: Mapping[str, str]) -> str | None:
     return SKIPPED
 
 
+def record_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What a new rendition record keeps of the one it replaces (to move statistics)."""
+    if record is None:
+        return None
+    return {k: record[k] for k in ("path", "folder_id", "bytes")}
+
+
+def folder_deltas(
+    replaced: Mapping[str, Any] | None, record: Mapping[str, Any]
+) -> dict[str, tuple[int, int]]:
+    """Statistics moves of writing ``record`` over what it ``replaced``: folder -> (files,
+    bytes)."""
+    folder_id, size = record["folder_id"], record["bytes"]
+    if replaced is None:
+        return {folder_id: (1, size)}
+    if replaced["path"] == record["path"]:
+        return {folder_id: (0, size - replaced["bytes"])}
+    deltas = {folder_id: (1, size)}
+    files, size_bytes = deltas.get(replaced["folder_id"], (0, 0))
+    deltas[replaced["folder_id"]] = (files - 1, size_bytes - replaced["bytes"])
+    return deltas
+
+
+def outcome_counter(outcome: str) -> str:
+    """The job's image counter an image outcome moves."""
+    return {COMPLETED: "completed", SKIPPED: "skipped", FAILED: "failed"}[outcome]
+
+
 def stage_counter_for(state: str) -> str:
     """The per-stage counter that a terminal stage state moves."""
     return {DONE: "completed", SKIPPED: "skipped", FAILED: "failed"}[state]

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from thumbcache.state.model import (
-    FAILED,
     SKIPPED,
     TERMINAL_STATES,
     new_job_counters,
+    outcome_counter,
     render_stages_of,
     stage_counter_for,
 )
@@ -40,7 +40,7 @@ def counters_from_items(
             else:
                 stages["scan"]["completed"] += 1
         if outcome is not None and (committed or item.get("outcome_by") != BY_SCAN):
-            counters[_outcome_counter(outcome)] += 1
+            counters[outcome_counter(outcome)] += 1
         for stage, sub in item.get("stages", {}).items():
             scan_skipped = planned.get(stage) == SKIPPED
             if committed:
@@ -49,10 +49,6 @@ def counters_from_items(
             if state in TERMINAL_STATES and (committed or not scan_skipped):
                 stages[stage][stage_counter_for(state)] += 1
     return counters
-
-
-def _outcome_counter(outcome: str) -> str:
-    return {"completed": "completed", SKIPPED: "skipped", FAILED: "failed"}[outcome]
 
 
 def flatten(counters: Mapping[str, Any], prefix: str = "") -> dict[str, int]:

@@ -1,0 +1,186 @@
+"""Ending a stage of a job item, and everything that moves with it, in one transaction.
+
+A stage's end moves the item (guarded: only an open stage ends, so exactly one caller wins),
+the image's rendition record (written against the record it replaces, read inside the
+transaction), the cache folders' statistics (the difference between the two records), the
+job's stage counters, and, when it was the image's last open stage, the image's outcome and the
+job's image counters. All of it commits together or not at all: a slow winner, a SIGKILL
+between two writes, two jobs rendering one image, nothing can leave a counter short or counted
+twice (issue 11). Two transactions touching the same documents conflict and one is retried by
+the driver, after which it reads what the other committed.
+
+The database must support transactions: MongoDB as a replica set (one node is enough), or the
+embedded MongoDB-protocol server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pymongo.client_session import ClientSession
+
+from thumbcache.faults import fault_point
+from thumbcache.ids import job_item_id
+from thumbcache.state.clock import Clock, utcnow
+from thumbcache.state.model import (
+    FAILED,
+    JOB_RUNNING,
+    JOB_STALLED,
+    OPEN_STATES,
+    folder_deltas,
+    image_outcome,
+    outcome_counter,
+    record_summary,
+    stage_counter_for,
+)
+from thumbcache.state.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StageEnd:
+    """How one stage of one item ends: its state, and what it leaves behind."""
+
+    job_id: str
+    image_id: str
+    stage: str
+    state: str  # done, skipped or failed
+    record: Mapping[str, Any] | None = None  # a new rendition record (``replaced`` is added)
+    error: Mapping[str, str] | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # bytes, quality, render_ms
+    counts_toward_quarantine: bool = True  # a failed image counts one more failed job
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What the winning call changed: the record it replaced, and the outcome it settled."""
+
+    replaced: Mapping[str, Any] | None
+    settled: str | None
+
+
+def end_stage(store: Store, end: StageEnd, clock: Clock = utcnow) -> Ended | None:
+    """End the stage and move everything that moves with it; None if it had already ended."""
+    return in_transaction(store, lambda session: _end_stage(store, end, clock(), session))
+
+
+def settle(
+    store: Store, job_id: str, image_id: str, *, counts_toward_quarantine: bool = True
+) -> str | None:
+    """Settle an item whose stages have all ended but whose outcome was never set (work of an
+    older version); the outcome it set, or None."""
+    return in_transaction(
+        store,
+        lambda session: _settle(store, job_id, image_id, counts_toward_quarantine, session),
+    )
+
+
+def in_transaction(store: Store, body: Callable[[ClientSession], T]) -> T:
+    """Run ``body`` in a transaction (retried whole on a conflict) and return its result."""
+    with store.db.client.start_session() as session:
+        return session.with_transaction(body)
+
+
+def _end_stage(store: Store, end: StageEnd, now: Any, session: ClientSession) -> Ended | None:
+    db, item_id = store.db, job_item_id(end.job_id, end.image_id)
+    prefix = f"stages.{end.stage}"
+    fields: dict[str, Any] = {f"{prefix}.state": end.state, f"{prefix}.finished_at": now}
+    if end.error is not None:
+        fields[f"{prefix}.error"] = dict(end.error)
+    fields.update({f"{prefix}.{k}": v for k, v in end.details.items()})
+    won = db["job_items"].update_one(
+        {"_id": item_id, f"{prefix}.state": {"$in": list(OPEN_STATES)}},
+        {"$set": fields},
+        session=session,
+    )
+    if won.modified_count != 1:
+        return None
+    fault_point("before_counts", end.image_id)  # a winner slow between its transition and counts
+    replaced = None
+    if end.record is not None:
+        replaced = _record(store, end, session)
+    elif end.error is not None:
+        db["images"].update_one(
+            {"_id": end.image_id},
+            {"$set": {f"stage_errors.{end.stage}": dict(end.error)}},
+            session=session,
+        )
+    increments = {f"{prefix}.{stage_counter_for(end.state)}": 1}
+    render_ms = end.details.get("render_ms")
+    if render_ms is not None:  # measured averages for `thumbcache plan`
+        increments[f"timing.{end.stage}.ms"] = int(render_ms)
+        increments[f"timing.{end.stage}.n"] = 1
+        increments[f"timing.{end.stage}.bytes"] = int(end.details.get("bytes", 0))
+    _count(store, end.job_id, increments, now, session)
+    settled = _settle(store, end.job_id, end.image_id, end.counts_toward_quarantine, session)
+    return Ended(replaced, settled)
+
+
+def _record(store: Store, end: StageEnd, session: ClientSession) -> Mapping[str, Any] | None:
+    """Write the rendition record over the one there now; move folder statistics by the
+    difference. Returns the summary of what it replaced."""
+    assert end.record is not None
+    db = store.db
+    image = db["images"].find_one(
+        {"_id": end.image_id}, {f"renditions.{end.stage}": 1}, session=session
+    )
+    previous = ((image or {}).get("renditions") or {}).get(end.stage)
+    replaced: Mapping[str, Any] | None
+    if previous is not None and previous.get("job_id") == end.job_id:
+        # this job's own record, never applied (older versions wrote it before the transition)
+        replaced = previous.get("replaced")
+    else:
+        replaced = record_summary(previous)
+    record = {**end.record, "replaced": replaced}
+    db["images"].update_one(
+        {"_id": end.image_id},
+        {"$set": {f"renditions.{end.stage}": record}, "$unset": {f"stage_errors.{end.stage}": ""}},
+        session=session,
+    )
+    for folder_id, (files, size_bytes) in folder_deltas(replaced, record).items():
+        if files or size_bytes:
+            db["cache_folders"].update_one(
+                {"_id": folder_id},
+                {"$inc": {"total_files": files, "current_size_bytes": size_bytes}},
+                session=session,
+            )
+    return replaced
+
+
+def _settle(
+    store: Store, job_id: str, image_id: str, counts_toward_quarantine: bool, session: ClientSession
+) -> str | None:
+    db, item_id = store.db, job_item_id(job_id, image_id)
+    item = db["job_items"].find_one({"_id": item_id}, session=session)
+    if item is None or item.get("outcome") is not None:
+        return None
+    outcome = image_outcome({s: v["state"] for s, v in (item.get("stages") or {}).items()})
+    if outcome is None:
+        return None
+    db["job_items"].update_one(
+        {"_id": item_id, "outcome": None}, {"$set": {"outcome": outcome}}, session=session
+    )
+    _count(store, job_id, {outcome_counter(outcome): 1}, None, session)
+    if outcome == FAILED and counts_toward_quarantine:
+        db["images"].update_one({"_id": image_id}, {"$inc": {"failure_count": 1}}, session=session)
+    return outcome
+
+
+def _count(
+    store: Store, job_id: str, increments: Mapping[str, int], now: Any, session: ClientSession
+) -> None:
+    """Add to the job's counters; progress revives a stalled job (never a finished one)."""
+    jobs = store.db["jobs"]
+    update: dict[str, Any] = {"$inc": dict(increments)}
+    if now is not None:
+        update["$set"] = {"last_progress_at": now}
+    jobs.update_one({"_id": job_id}, update, session=session)
+    if now is not None:
+        jobs.update_one(
+            {"_id": job_id, "status": JOB_STALLED},
+            {"$set": {"status": JOB_RUNNING}},
+            session=session,
+        )
