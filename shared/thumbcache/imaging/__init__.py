@@ -9,21 +9,30 @@ Public API (the render and scan stages use only these names):
 - :func:`image_source` — names the source that decoder warnings logged in a block belong to.
 - :class:`RenderSpec`, :class:`Rendered`, :class:`ImageInfo`, :data:`ENGINE_VERSION`.
 
-The render half (OpenCV, numpy) loads on first use, so the scanner, which only probes headers,
-runs with Pillow alone (the ``scanner`` extra).
+Both halves load on first use: the render half (OpenCV, numpy) so the scanner, which only
+probes headers, runs with Pillow alone (the ``scanner`` extra); the probe half (Pillow) so a
+process that only names the engine (the status service submitting a scan, ``thumbcache
+--help``) runs with neither.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thumbcache.imaging.decoder_warnings import image_source
 from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
-from thumbcache.imaging.probe import ImageInfo, probe
 from thumbcache.imaging.version import ENGINE_VERSION
 
-_RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
+if TYPE_CHECKING:  # the function, not the module of the same name (bound lazily below)
+    from thumbcache.imaging.probe import ImageInfo, probe
+
+# Name -> the module that holds it, imported when the name is first used. Import these names
+# from this package, never from their modules (``probe`` is both a module and a function).
+_LAZY_NAMES = {
+    **dict.fromkeys(("RenderSpec", "Rendered", "render", "set_threads"), "engine"),
+    **dict.fromkeys(("ImageInfo", "probe"), "probe"),
+}
 
 __all__ = [
     "ENGINE_VERSION",
@@ -40,6 +49,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _RENDER_NAMES:
-        return getattr(importlib.import_module("thumbcache.imaging.engine"), name)
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f"thumbcache.imaging.{_LAZY_NAMES[name]}"), name)
+        # Bound here, after the import: importing the submodule ``probe`` set this package's
+        # attribute ``probe`` to that module, and the function must win.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
