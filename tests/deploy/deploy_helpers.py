@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from thumbcache.contracts import LANES, queue_for
+from thumbcache.settings import load_settings
 from thumbcache_control.cli import WORKER_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,12 +165,13 @@ def container_env(
 def queue_consumed(args: list[str], env: dict[str, str]) -> str:
     """The queue a worker container consumes, from its command line and the wire contract.
 
-    ``thumbcache worker thumbnail`` consumes the stage's queue on the lane named by
-    ``THUMBCACHE_WORKER__LANE`` (``fresh`` or ``backfill``), as ``contracts.queue_for`` says.
+    ``thumbcache worker thumbnail`` consumes the stage's queue on the lane its settings name
+    (``worker.lane``: the container's config layers and variables over the real default), as
+    ``contracts.queue_for`` says. A deployed worker must name exactly one lane.
     """
     assert args[:1] == ["worker"], f"not a worker command line: {args}"
-    lane = env.get("THUMBCACHE_WORKER__LANE", "fresh")
-    assert lane in LANES, f"a deployed worker must name one lane, not {lane!r}"
+    lane = load_settings(files=[str(f) for f in config_files(env)], env=env).worker.lane
+    assert lane in LANES, f"a deployed worker must consume one lane, not {lane!r}"
     return queue_for(WORKER_STAGES[args[1]], lane)
 
 

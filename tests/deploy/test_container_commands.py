@@ -165,6 +165,33 @@ def test_worker_command_keeps_the_heartbeat_probe_green(
     assert subprocess.run(probe, env=env, check=False, capture_output=True).returncode == 1
 
 
+def test_worker_logs_are_json_lines_when_asked(
+    tmp_path: Path, broker_url: str, mongo_url: str
+) -> None:
+    # Given a worker started with its image's command line and THUMBCACHE_LOG_FORMAT=json
+    env = _service_env("thumbnail-service", tmp_path, broker_url, mongo_url)
+    env.update(THUMBCACHE_LOG_FORMAT="json", THUMBCACHE_WORKER__PROMETHEUS="false")
+    probe = ["python", "-m", "thumbcache.heartbeat", "--max-age", "60"]
+    worker = subprocess.Popen(
+        container_command("thumbnail-service"), env=env, cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(probe, env=env, check=False, capture_output=True).returncode != 0:
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the worker did not boot"
+            time.sleep(0.5)
+    finally:
+        _stop(worker, "thumbnail-service")
+    assert worker.stderr is not None
+    lines = worker.stderr.read().decode().splitlines()
+    # Then everything the worker process logs is JSON, Dramatiq's own lines included; only
+    # Dramatiq's supervisor (MainProcess) keeps its text lines (boot and shutdown).
+    records = [json.loads(line) for line in lines if "MainProcess" not in line]
+    messages = {r["message"] for r in records}
+    assert "Worker process is ready for action." in messages, lines
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
