@@ -98,7 +98,7 @@ def test_the_scanner_probes_a_jpeg_without_opencv() -> None:
         """
         import io, sys
         import thumbcache_scanner.actors  # the scan actor and everything it imports
-        from thumbcache.imaging import probe
+        from thumbcache.imaging.probe import probe
         from thumbcache.settings import LimitSettings
         info = probe(io.BytesIO(sys.stdin.buffer.read()), LimitSettings(), name="a.jpg")
         print(info.format, info.width, info.height)

@@ -284,7 +284,7 @@ def read_header(
     """
     # Here, not at the top: a process that only submits scans (the status service) has no
     # Pillow. Outside the try: a missing reader stops the scan, never fails every image.
-    from thumbcache.imaging import probe
+    from thumbcache.imaging.probe import probe
 
     limits = rt.settings.limits
     try:
