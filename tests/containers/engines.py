@@ -98,8 +98,8 @@ class Lab(Engine):
         and its compose topology, which is stopped again: the test builds and starts its own."""
         out = self._lab("up")
         if out.returncode != 0:
-            raise EngineError(f"container-lab.sh up exited {out.returncode}:\n{out.stdout[-6000:]}"
-                              f"\n{out.stderr[-6000:]}")  # fmt: skip
+            tail = f"{out.stdout[-6000:]}\n{out.stderr[-6000:]}"
+            raise EngineError(f"container-lab.sh up exited {out.returncode}:\n{tail}")
         self.sh(f"{self.compose} down -v -t 5", check=False)
 
     def build(self, service: str) -> None:
