@@ -45,8 +45,8 @@ class LimitSettings:
     # Scans in one JPEG: real progressive files have about 10 (libjpeg's default script has
     # 10 for colour, 6 for grey); every further scan decodes the whole image again.
     max_jpeg_scans: int = 100
-    # Estimated peak MB of one render (one worker thread): render pods need at least
-    # worker.threads x this plus the worker's own ~150 MB (docs/DECODE_LIMITS.md).
+    # Estimated peak MB of one render's decode; above it, ImageTooLarge (docs/DECODE_LIMITS.md).
+    # Pod memory follows from worker.render_memory_mb instead (docs/DEPLOYMENT.md, Memory).
     max_decode_mb: int = 384
     archive_max_entries: int = 200_000
     archive_max_total_bytes: int = 64 * 1024**3
@@ -86,6 +86,7 @@ class WorkerSettings:
     # the process is killed and the image fails as RenderTimeout.
     render_time_limit_seconds: int = 120
     # What one render process may allocate beyond its libraries; over it, ImageTooLarge.
+    # Render pods' memory limits derive from it (docs/DEPLOYMENT.md, Memory).
     render_memory_mb: int = 1024
     scan_time_limit_seconds: int = 600
     shutdown_timeout_seconds: int = 600

@@ -21,7 +21,7 @@ def build_worker_runtime() -> Runtime:
 
     Called before a service's actors are declared, so no actor binds to Dramatiq's default.
     """
-    setup_logging()
+    setup_logging(take_over=True)  # Dramatiq configured this process first, in its format
     settings = load_settings()
     if settings.in_process_broker:
         raise ConfigError("a stage worker needs THUMBCACHE_BROKER_URL (amqp://...)")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -23,6 +26,7 @@ WORKER_SERVICES = ("scanner", "thumbnail-service", "cache-service")
 COMPOSE_WORKERS = (*WORKER_SERVICES, "thumbnail-service-backfill", "cache-service-backfill")
 RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800  # RabbitMQ's default consumer_timeout (30 min)
 CONFIG_MOUNT = "/etc/thumbcache"  # where pods and compose mount config/ (and the image bakes base)
+DEV_TOKEN_FILE = "k8s/overlays/dev/api-token.env"  # the dev overlay's API token (gitignored)
 
 
 # ---- Dockerfiles ---------------------------------------------------------------------------
@@ -112,11 +116,40 @@ def kubectl() -> str:
     return found
 
 
+def kustomize(tree: Path, overlay: str) -> subprocess.CompletedProcess[str]:
+    """``kubectl kustomize k8s/overlays/<overlay>`` in ``tree`` (a copy of k8s/ and config/)."""
+    return subprocess.run(
+        [kubectl(), "kustomize", str(tree / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def deploy_tree(destination: Path, *, dev_token: bool = True) -> Path:
+    """k8s/ and config/ copied to ``destination``, with the dev overlay's API token file that an
+    operator creates (gitignored, so never in a clone) when ``dev_token``."""
+    for folder in ("k8s", "config"):
+        shutil.copytree(ROOT / folder, destination / folder)
+    token_file = destination / DEV_TOKEN_FILE
+    token_file.unlink(missing_ok=True)
+    if dev_token:
+        token_file.write_text(f"api-token={secrets.token_hex(32)}\n")
+    return destination
+
+
+@cache
+def _rendered_tree() -> Path:
+    tree = Path(tempfile.mkdtemp(prefix="thumbcache-k8s-"))
+    atexit.register(shutil.rmtree, tree, ignore_errors=True)
+    return deploy_tree(tree)
+
+
 @cache
 def render(overlay: str) -> tuple[dict[str, Any], ...]:
     """``kubectl kustomize k8s/overlays/<overlay>``, parsed (rendered once per session)."""
     out = subprocess.run(
-        [kubectl(), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(_rendered_tree() / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         check=False,

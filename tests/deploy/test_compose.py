@@ -6,7 +6,14 @@ import json
 from importlib import resources
 
 import jsonschema
-from deploy_helpers import COMPOSE_WORKERS, ROOT, compose, config_files, container_command
+from deploy_helpers import (
+    COMPOSE_WORKERS,
+    ROOT,
+    compose,
+    config_files,
+    container_command,
+    queue_consumed,
+)
 from thumbcache.settings import load_settings
 
 
@@ -80,3 +87,19 @@ def test_compose_hardens_its_containers_like_the_pods() -> None:
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
         assert "/tmp" in service["tmpfs"], name
+
+
+def test_every_compose_worker_consumes_the_one_lane_it_names() -> None:
+    services = compose()["services"]
+    queues = {}
+    for name in COMPOSE_WORKERS:
+        service = services[name]
+        image = service["image"].split("/")[1].split(":")[0]  # thumbcache/<service>:tag
+        queues[name] = queue_consumed(container_command(image)[1:], service["environment"])
+    assert queues == {
+        "scanner": "scan",
+        "thumbnail-service": "thumbnail",
+        "thumbnail-service-backfill": "thumbnail-backfill",
+        "cache-service": "cache",
+        "cache-service-backfill": "cache-backfill",
+    }

@@ -164,6 +164,78 @@ def test_worker_command_keeps_the_heartbeat_probe_green(
     assert subprocess.run(probe, env=env, check=False, capture_output=True).returncode == 1
 
 
+def test_worker_logs_are_json_lines_when_asked(
+    tmp_path: Path, broker_url: str, mongo_url: str
+) -> None:
+    # Given a worker started with its image's command line and THUMBCACHE_LOG_FORMAT=json
+    env = _service_env("thumbnail-service", tmp_path, broker_url, mongo_url)
+    env.update(THUMBCACHE_LOG_FORMAT="json", THUMBCACHE_WORKER__PROMETHEUS="false")
+    probe = ["python", "-m", "thumbcache.heartbeat", "--max-age", "60"]
+    worker = subprocess.Popen(
+        container_command("thumbnail-service"), env=env, cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(probe, env=env, check=False, capture_output=True).returncode != 0:
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the worker did not boot"
+            time.sleep(0.5)
+    finally:
+        _stop(worker, "thumbnail-service")
+    assert worker.stderr is not None
+    lines = worker.stderr.read().decode().splitlines()
+    # Then everything the worker process logs is JSON, Dramatiq's own lines included; only
+    # Dramatiq's supervisor (MainProcess) keeps its text lines (boot and shutdown).
+    records = [json.loads(line) for line in lines if "MainProcess" not in line]
+    messages = {r["message"] for r in records}
+    assert "Worker process is ready for action." in messages, lines
+
+
+def test_worker_metrics_count_the_messages_the_worker_processed(
+    tmp_path: Path, broker_url: str, mongo_url: str
+) -> None:
+    # Given the scanner, started with its image's command line, exporting metrics on a free port
+    port = _free_port()
+    env = _service_env("scanner", tmp_path, broker_url, mongo_url)
+    env.update(
+        THUMBCACHE_WORKER__PROMETHEUS="true",
+        dramatiq_prom_port=str(port),
+        dramatiq_prom_db=str(tmp_path / "prometheus"),
+    )
+    worker = subprocess.Popen(container_command("scanner"), env=env, cwd=tmp_path)
+    source = _collection(tmp_path / "photos")
+    try:
+        # When the control image submits a scan (the scanner processes it; no renderer runs)
+        subprocess.run(
+            [*container_command("control")[:1], "scan", str(source), "--json"],
+            env=_service_env("control", tmp_path, broker_url, mongo_url),
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=45,
+            check=True,
+        )
+        # Then its exporter counts the scan messages it processed
+        deadline = time.monotonic() + 30
+        while True:
+            assert worker.poll() is None, "the worker exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                text = ""
+            counted = [
+                line
+                for line in text.splitlines()
+                if line.startswith("dramatiq_messages_total{") and 'queue_name="scan"' in line
+            ]
+            if counted and float(counted[0].rsplit(" ", 1)[1]) >= 1:
+                break
+            assert time.monotonic() < deadline, f"no processed scan message counted:\n{text}"
+            time.sleep(0.5)
+    finally:
+        _stop(worker, "scanner")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -41,14 +41,15 @@ def test_the_runtime_stage_is_slim_and_multi_stage(service: str) -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_dependencies_install_before_the_code_is_copied(service: str) -> None:
     build = dockerfile(service)[0]
-    copies = [args for kw, args in build.instructions if kw == "COPY"]
-    first_code = next(i for i, c in enumerate(copies) if c.startswith(("shared/", "services/")))
-    dependency_copy = next(i for i, c in enumerate(copies) if c.startswith("pyproject.toml"))
-    assert dependency_copy < first_code
-    runs = [args for kw, args in build.instructions if kw in ("RUN", "COPY")]
-    deps_install = next(i for i, a in enumerate(runs) if "pip install -r" in a)
-    code_copy = next(i for i, a in enumerate(runs) if a.startswith("shared/"))
-    assert deps_install < code_copy, "a code change would reinstall every dependency"
+    steps = [(kw, args) for kw, args in build.instructions if kw in ("RUN", "COPY")]
+    first_code = next(
+        i for i, (kw, a) in enumerate(steps) if kw == "COPY" and a.startswith("shared/")
+    )
+    lock_copy = next(i for i, (kw, a) in enumerate(steps) if "deploy/requirements/" in a)
+    deps_install = next(i for i, (kw, a) in enumerate(steps) if "build.sh dependencies" in a)
+    assert lock_copy < deps_install < first_code, "a code change would reinstall every dependency"
+    # Only the lock decides that layer: nothing of the code is copied before it.
+    assert not any(a.startswith(("shared/", "services/")) for _, a in steps[:deps_install])
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -110,7 +111,10 @@ def test_dockerignore_sends_only_what_the_images_install() -> None:
     ]
     assert rules[0] == "*", "an allow-list: everything else (tests, .git, k8s) stays out"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "shared", "services", "config/base.toml"}
+    assert allowed == {
+        "pyproject.toml", "README.md", "shared", "services", "config/base.toml",
+        "deploy/image", "deploy/requirements",
+    }  # fmt: skip
     for service in SERVICES:  # every source a Dockerfile copies from the context is allowed
         for stage in dockerfile(service):
             for args in stage.all("COPY"):

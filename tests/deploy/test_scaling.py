@@ -131,3 +131,12 @@ def test_hpas_in_dev_target_existing_deployments_within_sane_bounds() -> None:
         }
         assert name in deployments
         assert 1 <= spec["minReplicas"] <= spec["maxReplicas"], name
+
+
+def test_keda_fallback_never_scales_a_busy_fleet_down() -> None:
+    # KEDA's default fallback ("static") sets exactly `replicas` when the management API fails:
+    # a fleet scaled out to 30 would drop to 1 during a blip. currentReplicasIfHigher keeps it.
+    for name, scaled in of_kind(render("prod"), "ScaledObject").items():
+        fallback = scaled["spec"]["fallback"]
+        assert fallback["behavior"] == "currentReplicasIfHigher", name
+        assert fallback["replicas"] >= 1, f"{name}: a parked retry must still wake the stage"

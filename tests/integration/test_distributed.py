@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -138,14 +137,17 @@ def _wait_for_empty_queues(broker: dramatiq.Broker, timeout: float = 30) -> None
     raise AssertionError("queues did not drain")
 
 
-def test_worker_without_a_broker_url_fails_at_start_naming_the_setting(clean_env):
+def test_worker_without_a_broker_url_fails_at_start_naming_the_setting(clean_env, tmp_path):
+    # In a folder of its own: the data dir is relative to the cwd, and a `thumbcache run` in
+    # the checkout (README's first command) leaves ./.thumbcache there.
     result = subprocess.run(
         [sys.executable, "-m", "dramatiq", "thumbcache_render.worker", "--processes", "1"],
         env={**clean_env, "THUMBCACHE_MONGO_URL": "mongodb://127.0.0.1:1"},
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
     assert "THUMBCACHE_BROKER_URL" in result.stderr
-    assert not os.path.exists("./.thumbcache/mongo")  # nothing was started
+    assert not (tmp_path / ".thumbcache").exists()  # nothing was started

@@ -317,6 +317,13 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         "--processes", "1", "--threads", str(args.threads or settings.worker.threads),
         "--worker-shutdown-timeout", str(settings.worker.shutdown_timeout_seconds * 1000),
     ]  # fmt: skip
+    if settings.worker.prometheus:
+        # prometheus_client picks in-process or shared-file values when it is first imported,
+        # and the worker imports it (thumbcache.ops.alerts) before Dramatiq's exporter sets
+        # this variable: without it here, the exporter serves an empty page.
+        from dramatiq.middleware.prometheus import DB_PATH
+
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DB_PATH)
     sys.stdout.flush()
     os.execve(sys.executable, argv, {**os.environ, **env})
     return EXIT_OK  # pragma: no cover - execve does not return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from thumbcache.ops.regenerate import plan_source
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import start_scan
 
-from thumbcache_status.errors import BadRequestError, ForbiddenError
+from thumbcache_status.errors import BadRequestError, ForbiddenError, UnavailableError
 
 MAX_SOURCE_CHARS = 4096
 BODY_FIELDS = {"source", "force", "dry_run"}
@@ -94,7 +95,22 @@ def runtime_submitter(rt: Runtime) -> Submitter:
 
 
 def runtime_planner(rt: Runtime) -> Planner:
-    """Plan a scan without rendering or writing anything (``"dry_run": true``)."""
+    """Plan a scan without rendering or writing anything (``"dry_run": true``).
+
+    A plan reads every image's header, which needs Pillow: the status image does not install
+    it (the ``status`` extra), so there a dry run is refused with that reason instead of
+    reporting every image failed.
+    """
+    if importlib.util.find_spec("PIL") is None:
+
+        def refuse(source: str) -> dict[str, Any]:
+            raise UnavailableError(
+                "a dry run reads image headers, and this service has no image header reader "
+                "(install thumbcache[scanner], or run `thumbcache plan SOURCE` with the control "
+                "image)"
+            )
+
+        return refuse
 
     def plan(source: str) -> dict[str, Any]:
         return plan_source(rt, source)

@@ -38,7 +38,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from thumbcache.imaging import probe
+from thumbcache.imaging.probe import probe
 from thumbcache.settings import LimitSettings, ScanSettings
 from thumbcache.sources import archives
 from thumbcache.sources.reader import ChunkReader, open_regular_file, read_source

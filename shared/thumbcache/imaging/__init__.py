@@ -3,14 +3,18 @@
 Public API (the render and scan stages use only these names):
 
 - :func:`sniff` — image format from leading bytes.
-- :func:`probe` — format and displayed dimensions from the header, no pixel decode.
+- :func:`thumbcache.imaging.probe.probe` (and its :class:`~thumbcache.imaging.probe.ImageInfo`)
+  — format and displayed dimensions from the header, no pixel decode; imported from its module,
+  whose name it shares.
 - :func:`render` — one rendition from source bytes, as encoded bytes plus its record.
 - :func:`set_threads` — OpenCV's thread pool size (1 by default: parallelism is the workers').
 - :func:`image_source` — names the source that decoder warnings logged in a block belong to.
-- :class:`RenderSpec`, :class:`Rendered`, :class:`ImageInfo`, :data:`ENGINE_VERSION`.
+- :class:`RenderSpec`, :class:`Rendered`, :data:`ENGINE_VERSION`.
 
-The render half (OpenCV, numpy) loads on first use, so the scanner, which only probes headers,
-runs with Pillow alone (the ``scanner`` extra).
+Importing this package loads neither Pillow nor OpenCV, so a process that only names the engine
+(the status service submitting a scan, ``thumbcache --help``) runs with neither: the render half
+(OpenCV, numpy) loads on first use of its names, so the scanner, which only probes headers, runs
+with Pillow alone (the ``scanner`` extra); the probe module loads Pillow when it is imported.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from typing import Any
 
 from thumbcache.imaging.decoder_warnings import image_source
 from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
-from thumbcache.imaging.probe import ImageInfo, probe
 from thumbcache.imaging.version import ENGINE_VERSION
 
 _RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
@@ -28,11 +31,9 @@ _RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
 __all__ = [
     "ENGINE_VERSION",
     "IMAGE_EXTENSIONS",
-    "ImageInfo",
     "RenderSpec",
     "Rendered",
     "image_source",
-    "probe",
     "render",
     "set_threads",
     "sniff",

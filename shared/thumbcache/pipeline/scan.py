@@ -23,7 +23,7 @@ from thumbcache.contracts import (
 from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError, UnsafeSource
 from thumbcache.faults import fault_point
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
-from thumbcache.imaging import ENGINE_VERSION, image_source, probe
+from thumbcache.imaging import ENGINE_VERSION, image_source
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.sources.reader import ChunkReader, open_source
@@ -286,6 +286,10 @@ def read_header(
     is returned under its own class name (and logged with its traceback). ``reader`` keeps
     an archive open across the entries of a chunk.
     """
+    # Here, not at the top: a process that only submits scans (the status service) has no
+    # Pillow. Outside the try: a missing reader stops the scan, never fails every image.
+    from thumbcache.imaging.probe import probe
+
     limits = rt.settings.limits
     try:
         opener = reader.open(candidate.ref) if reader else open_source(root, candidate.ref, limits)

@@ -15,7 +15,8 @@ from thumbcache.errors import (
     NotAnImage,
     UnsupportedFormat,
 )
-from thumbcache.imaging import IMAGE_EXTENSIONS, probe, sniff
+from thumbcache.imaging import IMAGE_EXTENSIONS, sniff
+from thumbcache.imaging.probe import probe
 from thumbcache.settings import LimitSettings
 
 LIMITS = LimitSettings()

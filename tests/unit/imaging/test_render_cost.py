@@ -13,11 +13,12 @@ import pytest
 from imaging_helpers import CACHE, THUMB, save
 from PIL import Image
 from thumbcache.errors import DecodeBomb, ImageTooLarge
-from thumbcache.imaging import probe, render
+from thumbcache.imaging import render
 from thumbcache.imaging.colour import premultiply
 from thumbcache.imaging.cost import count_scans, estimate_decode_bytes
 from thumbcache.imaging.decode import _reduce
 from thumbcache.imaging.header import open_image, read_header
+from thumbcache.imaging.probe import probe
 from thumbcache.settings import LimitSettings, load_settings
 
 from tests.imagegen import photo, progressive_jpeg_with_scans

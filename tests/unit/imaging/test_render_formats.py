@@ -23,7 +23,8 @@ from imaging_helpers import (
 )
 from PIL import Image, features
 from thumbcache.errors import ImageTooLarge, NotAnImage, UnsupportedFormat
-from thumbcache.imaging import IMAGE_EXTENSIONS, probe, render, sniff
+from thumbcache.imaging import IMAGE_EXTENSIONS, render, sniff
+from thumbcache.imaging.probe import probe
 from thumbcache.settings import LimitSettings
 
 from tests.imagegen import dng_bytes, psd_bytes

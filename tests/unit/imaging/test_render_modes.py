@@ -10,7 +10,8 @@ import numpy.typing as npt
 import pytest
 from imaging_helpers import GREEN, GREY, RED, THUMB, decoded, marked, near, pixel, save, stored_as
 from PIL import Image, PngImagePlugin
-from thumbcache.imaging import Rendered, probe, render
+from thumbcache.imaging import Rendered, render
+from thumbcache.imaging.probe import probe
 from thumbcache.settings import LimitSettings
 
 from tests.imagegen import png16_bytes, tiff_bytes
