@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from thumbcache.embedded import EmbeddedMongo, shared_embedded_url
 from thumbcache.settings import Settings
@@ -27,7 +28,9 @@ def open_store(settings: Settings, *, create_indexes: bool = True) -> Iterator[S
         server.stop()
 
 
-def process_store(settings: Settings, *, create_indexes: bool = True) -> Store:
+def process_store(
+    settings: Settings, *, create_indexes: bool = True, **client_options: Any
+) -> Store:
     """The store for the rest of this process's life (workers, the status service)."""
     url = shared_embedded_url(settings.data_dir) if settings.embedded else settings.mongo_url
-    return connect(url, settings.database, create_indexes=create_indexes)
+    return connect(url, settings.database, create_indexes=create_indexes, **client_options)

@@ -18,6 +18,10 @@ class ConfigError(ThumbcacheError):
     """A configuration value is missing or invalid; raised at start-up, naming the key."""
 
 
+class CollectionBusy(ThumbcacheError):
+    """Another process owns the collection's job; this one may not start or resume it now."""
+
+
 class PermanentError(ThumbcacheError):
     """The image or archive itself is bad: fail at once, with a reason, without retries."""
 

@@ -2,11 +2,20 @@
 rendition, and one Dramatiq worker, on the same code paths as the distributed services.
 
 The embedded default's hosting, written once: ``thumbcache run``, ``thumbcache serve`` and the
-maintenance commands in embedded mode all use it.
+maintenance commands in embedded mode all use it. A job hosted here lives in this process (its
+messages are in this process's memory), so the process *owns* the job's collection: a lease in
+the store, renewed while it runs and dropped when it ends or dies. Another process that finds
+the collection owned must not resume its job underneath the owner; it may follow it, and take
+it over once the lease has expired (the owner is gone).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -22,22 +31,81 @@ from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import Settings
 
+log = logging.getLogger(__name__)
 WORKER_TIMEOUT_MS = 100  # how long a worker thread waits for a message before looking again
+OWNER_LEASE_SECONDS = 15.0  # an owner that stopped renewing is gone after this
+OWNER_RENEW_SECONDS = 3.0
+
+
+def collection_lease(collection_id: str) -> str:
+    """The lease a process holds while it hosts a job of the collection."""
+    return f"collection:{collection_id}"
 
 
 @dataclass
 class Host:
-    """The running pieces: the runtime every stage shares and the worker that runs them."""
+    """The running pieces: the runtime every stage shares, the worker that runs them, and the
+    collections whose jobs this process owns."""
 
     runtime: Runtime
     worker: dramatiq.Worker
     started: bool = field(default=False)
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
+                       f"{secrets.token_hex(4)}")  # fmt: skip
+    _owned: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _renewer: threading.Thread | None = None
 
     def start(self) -> None:
         """Start consuming (after a starter has created or reopened its job)."""
         if not self.started:
             self.worker.start()
             self.started = True
+
+    def own(self, collection_id: str) -> bool:
+        """Become (or stay) the owner of a collection's jobs; False while another process is."""
+        leases = self.runtime.store.leases
+        if not leases.acquire(collection_lease(collection_id), self.owner, OWNER_LEASE_SECONDS):
+            return False
+        with self._lock:
+            self._owned.add(collection_id)
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, name="owner-lease", daemon=True
+                )
+                self._renewer.start()
+        return True
+
+    def owns(self, collection_id: str) -> bool:
+        """True while this process owns the collection."""
+        with self._lock:
+            return collection_id in self._owned
+
+    def release(self) -> None:
+        """Give up every collection (the jobs end, or this process does)."""
+        self._stop.set()
+        with self._lock:
+            owned, self._owned = set(self._owned), set()
+        for collection_id in owned:
+            try:
+                self.runtime.store.leases.release(collection_lease(collection_id), self.owner)
+            except Exception:  # the lease expires on its own; leaving must not fail
+                log.warning("could not release collection %s", collection_id, exc_info=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(OWNER_RENEW_SECONDS):
+            with self._lock:
+                owned = set(self._owned)
+            for collection_id in owned:
+                try:
+                    lease = collection_lease(collection_id)
+                    if not self.runtime.store.leases.acquire(
+                        lease, self.owner, OWNER_LEASE_SECONDS
+                    ):
+                        log.error("lost the ownership of collection %s", collection_id)
+                except Exception:  # the database may be down a moment: try again next round
+                    log.warning("could not renew collection %s", collection_id, exc_info=True)
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each queue of the scan and of every rendition."""
@@ -74,3 +142,4 @@ def hosted_stages(settings: Settings, **runtime_options: Any) -> Iterator[Host]:
         finally:
             if host.started:
                 worker.stop(timeout=settings.worker.shutdown_timeout_seconds * 1000)
+            host.release()

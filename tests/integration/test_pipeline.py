@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import dramatiq
 import pytest
@@ -200,10 +201,10 @@ def test_resume_settles_an_item_killed_between_its_last_transition_and_its_outco
     assert job["failed"] == 2
 
 
-def test_folder_recount_leaves_a_recorded_but_unfinished_rendition_to_its_winner(
+def test_a_render_that_died_after_writing_its_file_is_redone_and_counted_once(
     tmp_path, mongo_url, db_name
 ):
-    from thumbcache.pipeline.recovery import recount_folder, republish_open_work
+    from thumbcache.pipeline.recovery import republish_open_work
     from thumbcache.pipeline.render import produce
 
     rt = make_runtime(tmp_path, mongo_url, db_name)
@@ -211,12 +212,15 @@ def test_folder_recount_leaves_a_recorded_but_unfinished_rendition_to_its_winner
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     assert rt.store.items.claim(job["_id"], item["image_id"], "cache", "w", 3)
-    produce(rt, "cache", request)  # file written and recorded, then the worker died
-    folder_id = rt.collection(item["collection_id"])["folder_id"]
-
-    assert recount_folder(rt, folder_id) == (0, 0)  # not applied yet: its winner will apply it
+    outcome = produce(rt, "cache", request)  # the file is written, then the worker dies
+    assert outcome.record is not None and os.path.isfile(outcome.record["path"])
+    image = rt.store.images.get(item["image_id"])
+    assert "cache" not in (image.get("renditions") or {})  # recorded only when the stage ends
+    assert (
+        rt.store.folders.get(rt.collection(item["collection_id"])["folder_id"])["total_files"] == 0
+    )
 
     republish_open_work(rt, rt.store.jobs.get(job["_id"]))
     drain(rt)
     assert_job_exact(rt.store, job["_id"])
-    assert_folders_match_disk(rt.store)
+    assert_folders_match_disk(rt.store)  # the file written twice is counted once

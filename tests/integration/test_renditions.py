@@ -22,7 +22,7 @@ from tests.integration.test_run_embedded import EmbeddedStore, last_json, thumbc
 from tests.invariants import assert_folders_match_disk, assert_job_exact, assert_renditions_valid
 
 pytestmark = pytest.mark.integration
-PREVIEW = "[renditions.preview]\nwidth = 600\nheight = 600\nformat = \"webp\"\nquality = 80\n"
+PREVIEW = '[renditions.preview]\nwidth = 600\nheight = 600\nformat = "webp"\nquality = 80\n'
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080), "preview": (600, 600)}
 
 

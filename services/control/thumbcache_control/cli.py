@@ -20,7 +20,7 @@ from thumbcache.contracts import (
     lanes_of,
     render_queues,
 )
-from thumbcache.errors import ConfigError, ThumbcacheError
+from thumbcache.errors import ConfigError, StateUnavailable, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.reports import human_status, image_line, job_summary
 from thumbcache.settings import Settings, load_settings
@@ -32,6 +32,7 @@ EXIT_OK = 0  # done, and no image failed
 EXIT_JOB_COULD_NOT_RUN = 1  # the job could not start, or ended failed (its reason is shown)
 EXIT_USAGE = 2  # bad command line or configuration
 EXIT_IMAGES_FAILED = 3  # the job is done, but some images failed (`thumbcache status JOB`)
+EXIT_UNREACHABLE = 4  # the database or the broker does not answer (one line says which)
 EXIT_INTERRUPTED = 130
 RUN_LOG = "thumbcache.log"  # under the data dir: what `run` logs, off its progress bar
 # Operations commands, one module each under thumbcache_control/commands, each with
@@ -55,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``thumbcache`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = _settings(args)
         _setup_logging(args.command, settings)
         return int(args.handler(args, settings))
+    except unreachable_errors() as exc:
+        print(f"thumbcache: {unreachable_line(exc, settings)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except ConfigError as exc:
         print(f"thumbcache: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,11 +78,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_JOB_COULD_NOT_RUN
 
 
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What a command raises when the database or the broker does not answer."""
+    import dramatiq.errors
+    import pika.exceptions
+    from thumbcache.state.store import DatabaseUnreachable
+
+    return (
+        DatabaseUnreachable,
+        StateUnavailable,
+        dramatiq.errors.BrokerConnectionError,
+        pika.exceptions.AMQPConnectionError,
+    )
+
+
+def unreachable_line(exc: BaseException, settings: Settings | None) -> str:
+    """One line saying which server does not answer and what to do (no traceback)."""
+    from thumbcache.state.store import DatabaseUnreachable
+
+    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if isinstance(exc, DatabaseUnreachable | StateUnavailable):
+        where = "the embedded database"
+        if settings is not None and not settings.embedded:
+            where = f"the database at {_redacted(settings.mongo_url)}"
+        return f"{where} is not answering ({reason}); start it, or check THUMBCACHE_MONGO_URL"
+    where = "the broker"
+    if settings is not None:
+        where = f"the broker at {_redacted(settings.broker_url)}"
+    return f"{where} is not answering ({reason}); start it, or check THUMBCACHE_BROKER_URL"
+
+
+def _redacted(url: str) -> str:
+    """A server URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 def _setup_logging(command: str, settings: Settings) -> None:
     if command == "run":  # the terminal shows progress and the summary; details go to the log
         setup_logging("INFO", log_file=run_log_path(settings))
-    else:
-        setup_logging("INFO" if command in ("worker", "serve") else "WARNING")
+    elif command in ("worker", "serve"):
+        setup_logging("INFO")
+    else:  # a one-shot command: an unreachable broker is one line of its own, not pika's
+        setup_logging("WARNING")
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def run_log_path(settings: Settings) -> Path:

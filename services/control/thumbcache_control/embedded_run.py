@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from thumbcache.hosting import Host, hosted_stages
-from thumbcache.pipeline.recovery import recount_folder, repair_job, republish_open_work
+from thumbcache.errors import CollectionBusy
+from thumbcache.hosting import OWNER_LEASE_SECONDS, Host, hosted_stages
+from thumbcache.pipeline.recovery import repair_job, republish_open_work
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection, start_scan
 from thumbcache.pipeline.settle import recount_job
@@ -37,10 +38,22 @@ def run_job(
     progress: TextIO | None = None,
     on_job: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Process ``source`` to the end (or resume its unfinished job); return the job document."""
-    return run_with(
-        settings, lambda rt: _resume_or_start(rt, source, force), progress=progress, on_job=on_job
-    )
+    """Process ``source`` to the end, or resume its unfinished job; return the job document.
+
+    Resuming needs the collection: while another process owns it (it runs that job), this one
+    follows the job instead, and takes it over if that process goes away.
+    """
+    with hosted_stages(settings) as host:
+        rt = host.runtime
+        collection = prepare_collection(rt, source)
+        if host.own(collection["_id"]):
+            job = _resume_or_start(rt, collection, force)
+        else:
+            job = _follow(host, collection, progress)
+        if on_job is not None:
+            on_job(job)
+        host.start()
+        return _wait(host, job["_id"], progress)
 
 
 def run_with(
@@ -54,28 +67,55 @@ def run_with(
     it to finish (regenerate, retry and warm use this in the embedded mode too)."""
     with hosted_stages(settings) as host:
         job = starter(host.runtime)
+        host.own(job["collection_id"])  # best effort: a new job needs no resume
         if on_job is not None:
             on_job(job)
         host.start()
         return _wait(host, job["_id"], progress)
 
 
-def _resume_or_start(rt: Runtime, source: str, force: bool) -> dict[str, Any]:
-    collection = prepare_collection(rt, source)
+def _resume_or_start(rt: Runtime, collection: dict[str, Any], force: bool) -> dict[str, Any]:
+    """The collection's unfinished job resumed (this process owns the collection, so nothing
+    else moves that job now), or a new job."""
     unfinished = rt.store.jobs.find_unfinished(collection["_id"])
     if not unfinished:
-        return start_scan(rt, source, force=force)
-    job = unfinished[-1]
+        return start_scan(rt, collection["root"], force=force)
+    return _resume(rt, collection, unfinished[-1])
+
+
+def _resume(rt: Runtime, collection: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     log.info("resuming job %s of %s", job["_id"], collection["root"])
     recount_job(rt, job["_id"])
-    folder_id = str(collection["folder_id"])
-    recount_folder(rt, folder_id)
-    folder = rt.folder_path(folder_id)
-    for rendition in rt.settings.renditions.values():  # writes a crash cut short (no one
-        remove_leftover_temps(collection_dir(folder, rendition, collection["_id"]))  # writes)
+    folder = rt.folder_path(str(collection["folder_id"]))
+    for rendition in rt.settings.renditions.values():  # writes a crash cut short
+        remove_leftover_temps(collection_dir(folder, rendition, collection["_id"]))
     job = rt.store.jobs.get(job["_id"]) or job
     republish_open_work(rt, job)
     return rt.store.jobs.get(job["_id"]) or job
+
+
+def _follow(host: Host, collection: dict[str, Any], progress: TextIO | None) -> dict[str, Any]:
+    """The job another process is running for the collection (waiting for it to appear, or
+    for the collection to come free, while that process starts or ends a job)."""
+    rt = host.runtime
+    deadline = time.monotonic() + OWNER_LEASE_SECONDS * 2
+    while True:
+        unfinished = rt.store.jobs.find_unfinished(collection["_id"])
+        if unfinished:
+            job = unfinished[-1]
+            message = (f"another thumbcache process is running job {job['_id']} of "
+                       f"{collection['root']}: following it")  # fmt: skip
+            log.info(message)
+            if progress is not None:
+                progress.write(message + "\n")
+            return job
+        if host.own(collection["_id"]):  # it ended its job and left: start our own
+            return _resume_or_start(rt, collection, force=False)
+        if time.monotonic() > deadline:
+            raise CollectionBusy(
+                f"another thumbcache process holds {collection['root']} but runs no job of it"
+            )
+        time.sleep(POLL_SECONDS)
 
 
 def _wait(host: Host, job_id: str, progress: TextIO | None) -> dict[str, Any]:
@@ -96,10 +136,15 @@ def _wait(host: Host, job_id: str, progress: TextIO | None) -> dict[str, Any]:
             if progress is not None:
                 progress.write("\n")
             return job
-        if len(samples) > 1 and samples[-2][1] != done:
+        collection_id = str(job["collection_id"])
+        if not host.owns(collection_id):
+            if host.own(collection_id):  # the process that ran it is gone: take it over
+                log.warning("the process running job %s went away: resuming it here", job_id)
+                _resume(rt, rt.collection(collection_id), job)
+        elif len(samples) > 1 and samples[-2][1] != done:
             quiet_since = now
         elif now - quiet_since > IDLE_REPAIR_SECONDS and host.idle():
-            repair_job(rt, job_id)  # nothing moves: a failed write may have lost counts
+            repair_job(rt, job_id)  # nothing moves: work of an older version left unsettled
             quiet_since = now
         time.sleep(POLL_SECONDS)
 

@@ -21,14 +21,15 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
-from thumbcache.errors import ConfigError
+from thumbcache.errors import CollectionBusy, ConfigError
 from thumbcache.hosting import Host, hosted_stages
 from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.pipeline.scan import prepare_collection
 from thumbcache.pipeline.settle import recount_job
 from thumbcache.settings import Settings
 from thumbcache_status.app import create_app
-from thumbcache_status.submit import runtime_planner, runtime_submitter
+from thumbcache_status.submit import Submitter, runtime_planner, runtime_submitter
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,13 @@ def embedded_service(
     with hosted_stages(settings) as host:
         rt = host.runtime
         for job in rt.store.jobs.find_unfinished():
-            recount_job(rt, job["_id"])
-            republish_open_work(rt, rt.store.jobs.get(job["_id"]) or job)
+            if host.own(job["collection_id"]):  # else another process is running it
+                recount_job(rt, job["_id"])
+                republish_open_work(rt, rt.store.jobs.get(job["_id"]) or job)
         app = create_app(
             rt.store,
             rt.settings,
-            submit_scan=runtime_submitter(rt),
+            submit_scan=owning_submitter(host, runtime_submitter(rt)),
             plan_scan=runtime_planner(rt),
             allowed_roots=allowed_roots,
             api_token=api_token,
@@ -76,6 +78,21 @@ def embedded_service(
         if start_worker:
             host.start()
         yield Embedded(app, host)
+
+
+def owning_submitter(host: Host, submit: Submitter) -> Submitter:
+    """Submit a scan only of a collection this process can own (a job hosted here lives in
+    this process); another process's collection is refused (409)."""
+
+    def submit_owned(source: str, force: bool) -> str:
+        collection = prepare_collection(host.runtime, source)
+        if not host.own(collection["_id"]):
+            raise CollectionBusy(
+                f"another thumbcache process is running a job of {collection['root']}"
+            )
+        return submit(source, force)
+
+    return submit_owned
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 import falcon
+from thumbcache.errors import CollectionBusy
 from thumbcache.state.store import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,12 @@ def _database_error(
     )
 
 
+def _busy(req: falcon.Request, resp: falcon.Response, ex: CollectionBusy, params: Any) -> None:
+    raise falcon.HTTPError(
+        falcon.HTTP_409, title=reason_phrase(falcon.HTTP_409), description=str(ex)
+    )
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     if isinstance(ex, falcon.HTTPError):
         raise ex  # Falcon's own 404/405/400 keep their status and pass to the serializer
@@ -111,5 +118,6 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     """Map every error to HTTP, most general first (Falcon picks the most specific)."""
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(DatabaseError, _database_error)
+    app.add_error_handler(CollectionBusy, _busy)
     app.add_error_handler(ApiError, _api_error)
     app.set_error_serializer(_serialize)

@@ -54,6 +54,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "missing or wrong token",
         403: "not allowed",
         404: "not found",
+        409: "another process is running a job of that collection",
         413: "body too large",
         415: "body is not JSON",
         503: "a dependency is down",
@@ -373,7 +374,7 @@ def build_spec(renditions: Sequence[str]) -> dict[str, Any]:
                     "responses": {
                         "200": page(_ref("ScanPlan"), "dry run: what the scan would do"),
                         "202": page(_ref("ScanAccepted"), "the scan's job was created"),
-                        **_errors(400, 401, 403, 413, 415, 503),
+                        **_errors(400, 401, 403, 409, 413, 415, 503),
                     },
                 }
             },

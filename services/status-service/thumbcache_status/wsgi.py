@@ -22,6 +22,7 @@ from thumbcache_status.app import create_app
 from thumbcache_status.submit import runtime_planner, runtime_submitter
 
 TOKEN_ENV = "THUMBCACHE_API_TOKEN"
+READ_TIMEOUT_MS = 2000
 
 
 def status_options(settings: Settings) -> tuple[tuple[str, ...], bool]:
@@ -38,7 +39,10 @@ def build_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request
     roots, token_required = status_options(settings)
     if token_required and not token:
         raise ConfigError(f"this configuration requires {TOKEN_ENV} to be set")
-    store = process_store(settings)
+    # No index is made here: the service must start, and answer /readyz 503, while the
+    # database is down (the workers and commands that write make the indexes); and a request
+    # waits for a missing database no longer than a readiness probe does.
+    store = process_store(settings, create_indexes=False, serverSelectionTimeoutMS=READ_TIMEOUT_MS)
     if settings.in_process_broker:
         # An in-process broker here would swallow scans no worker ever sees.
         return create_app(store, settings, api_token=token)

@@ -12,29 +12,8 @@ from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_messa
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_left_over
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
-from thumbcache.state.references import References
 
 log = logging.getLogger(__name__)
-
-
-def recount_folder(rt: Runtime, folder_id: str) -> tuple[int, int]:
-    """Set a folder's statistics to what the winning transitions have applied, from records.
-
-    Counters move with winning transitions; a crash between a transition and its folder
-    update leaves them short, and this recount (run at resume, while no worker writes) is
-    exact. Which record counts (itself, or while in flight what it replaced) is the rule of
-    :class:`thumbcache.state.references.Reference`, shared with reconcile. Returns (files, bytes).
-    """
-    references = References(rt.store)
-    files = size = 0
-    for collection in rt.store.collections.in_folder(folder_id):
-        for ref in references.of_collection(collection["_id"]):
-            counted = ref.counted
-            if counted is not None and counted.get("folder_id") == folder_id:
-                files += 1
-                size += int(counted["bytes"])
-    rt.store.folders.set_stats(folder_id, files, size)
-    return files, size
 
 
 def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200) -> int:

@@ -100,7 +100,11 @@ def start_scan(
         lane=lane,
         stages=stages,
     )
-    rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))
+    try:
+        rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))
+    except Exception as exc:  # nothing will ever scan it: it must not stay running
+        rt.store.jobs.fail(job["_id"], error_doc(type(exc).__name__, f"not submitted: {exc}"))
+        raise
     return job
 
 

@@ -9,8 +9,8 @@ between two writes, two jobs rendering one image, nothing can leave a counter sh
 twice (issue 11). Two transactions touching the same documents conflict and one is retried by
 the driver, after which it reads what the other committed.
 
-The database must support transactions: MongoDB as a replica set (one node is enough), or the
-embedded MongoDB-protocol server.
+Transactions need MongoDB as a replica set (one node is enough) or the embedded
+MongoDB-protocol server; see :func:`in_transaction` for a standalone server.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from thumbcache.state.model import (
 from thumbcache.state.store import Store
 
 T = TypeVar("T")
+Session = ClientSession | None  # None: a standalone server, one write after another
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,21 @@ def settle(
     )
 
 
-def in_transaction(store: Store, body: Callable[[ClientSession], T]) -> T:
-    """Run ``body`` in a transaction (retried whole on a conflict) and return its result."""
+def in_transaction(store: Store, body: Callable[[Session], T]) -> T:
+    """Run ``body`` in a transaction (retried whole on a conflict) and return its result.
+
+    A standalone MongoDB has no transactions: there ``body`` runs its writes one after the
+    other, in the order that keeps a race harmless (the guarded transition first; counters
+    never reopen a job), and only a crash between two of them can leave statistics short until
+    ``thumbcache reconcile`` (docs/DEPLOYMENT.md recommends a one-node replica set).
+    """
+    if not store.supports_transactions():
+        return body(None)
     with store.db.client.start_session() as session:
         return session.with_transaction(body)
 
 
-def _end_stage(store: Store, end: StageEnd, now: Any, session: ClientSession) -> Ended | None:
+def _end_stage(store: Store, end: StageEnd, now: Any, session: Session) -> Ended | None:
     db, item_id = store.db, job_item_id(end.job_id, end.image_id)
     prefix = f"stages.{end.stage}"
     fields: dict[str, Any] = {f"{prefix}.state": end.state, f"{prefix}.finished_at": now}
@@ -119,7 +128,7 @@ def _end_stage(store: Store, end: StageEnd, now: Any, session: ClientSession) ->
     return Ended(replaced, settled)
 
 
-def _record(store: Store, end: StageEnd, session: ClientSession) -> Mapping[str, Any] | None:
+def _record(store: Store, end: StageEnd, session: Session) -> Mapping[str, Any] | None:
     """Write the rendition record over the one there now; move folder statistics by the
     difference. Returns the summary of what it replaced."""
     assert end.record is not None
@@ -151,7 +160,11 @@ def _record(store: Store, end: StageEnd, session: ClientSession) -> Mapping[str,
 
 
 def _settle(
-    store: Store, job_id: str, image_id: str, counts_toward_quarantine: bool, session: ClientSession
+    store: Store,
+    job_id: str,
+    image_id: str,
+    counts_toward_quarantine: bool,
+    session: Session,
 ) -> str | None:
     db, item_id = store.db, job_item_id(job_id, image_id)
     item = db["job_items"].find_one({"_id": item_id}, session=session)
@@ -170,7 +183,11 @@ def _settle(
 
 
 def _count(
-    store: Store, job_id: str, increments: Mapping[str, int], now: Any, session: ClientSession
+    store: Store,
+    job_id: str,
+    increments: Mapping[str, int],
+    now: Any,
+    session: Session,
 ) -> None:
     """Add to the job's counters; progress revives a stalled job (never a finished one)."""
     jobs = store.db["jobs"]

@@ -2,8 +2,8 @@
 
 Statistics move with winning transitions. A record written by a job that is still unfinished,
 for a stage that is still open, has not been applied yet: its winner will apply it, and until
-then the statistics still include what it ``replaced`` (the same rule as
-``pipeline.recovery.recount_folder``).
+then the statistics still include what it ``replaced``. (Since a stage's end writes the record
+and its statistics in one transaction, only older versions leave such records.)
 """
 
 from __future__ import annotations
