@@ -22,7 +22,7 @@ from thumbcache.contracts import scan_message as scan_request_message
 from thumbcache.renditions import DEFAULT_RENDITIONS
 from thumbcache.state.model import job_has_ended
 from thumbcache.state.store import Store
-from thumbcache.storage.layout import STAGE_DIRS, TEMP_MARKER
+from thumbcache.storage.layout import TEMP_MARKER
 
 from tests.concurrency import commands
 from tests.concurrency.latency_proxy import LatencyProxy
@@ -36,6 +36,7 @@ from tests.concurrency.scheduler import (
     Scenario,
 )
 from tests.faults.cluster import Cluster
+from tests.invariants import STAGE_DIRS
 
 
 @dataclass

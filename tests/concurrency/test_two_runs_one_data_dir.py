@@ -18,13 +18,18 @@ from pathlib import Path
 
 import pytest
 from thumbcache.state.store import Store
-from thumbcache.storage.layout import STAGE_DIRS, TEMP_MARKER
+from thumbcache.storage.layout import TEMP_MARKER
 
 from tests.concurrency import commands
 from tests.concurrency.findings import Findings
 from tests.faults.cluster import BOXES, make_photos, wait_until
 from tests.integration.test_run_embedded import EmbeddedStore
-from tests.invariants import assert_folders_match_disk, assert_job_exact, assert_renditions_valid
+from tests.invariants import (
+    STAGE_DIRS,
+    assert_folders_match_disk,
+    assert_job_exact,
+    assert_renditions_valid,
+)
 
 pytestmark = pytest.mark.integration
 COUNT = 60

@@ -22,6 +22,7 @@ from pymongo.errors import AutoReconnect
 from thumbcache.contracts import RenderRequest, ScanRequest
 from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.scan import scan_step, start_scan
+from thumbcache.state import completion
 from thumbcache.state.store import Store, connect
 
 from tests.faults.rabbit_node import (
@@ -464,17 +465,17 @@ def test_a_database_error_after_the_winning_transition_still_finishes_the_job(
     assert render_step(rt, "thumbnail", request, last_try=False) == "done"
 
     # When the database drops the connection right after the cache stage's winning transition
-    # (the job counter write fails), and Dramatiq retries the message
-    real_add_progress = rt.store.jobs.add_progress
+    # (a write inside the stage's end fails: the whole end is undone), and Dramatiq retries
+    real_move_folders = completion._move_folders
     calls = {"n": 0}
 
-    def flaky_add_progress(job_id: str, increments: Any) -> None:
+    def flaky_move_folders(*args: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise AutoReconnect("connection closed (injected)")
-        real_add_progress(job_id, increments)
+        real_move_folders(*args)
 
-    monkeypatch.setattr(rt.store.jobs, "add_progress", flaky_add_progress)
+    monkeypatch.setattr(completion, "_move_folders", flaky_move_folders)
     with pytest.raises(AutoReconnect):
         render_step(rt, "cache", request, last_try=False)
     render_step(rt, "cache", request, last_try=False)  # the retry

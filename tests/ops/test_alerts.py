@@ -209,7 +209,10 @@ def test_a_stalled_job_alerts_once_then_resolves_then_alerts_again(
     assert (doc["job_id"], doc["kind"], doc["active"], doc["acknowledged"]) == (
         "job-a", "stalled", True, False)  # fmt: skip
 
-    store.jobs.add_progress("job-a", {"completed": 1})  # the repair: the job moves again
+    store.db["jobs"].update_one(  # the repair: the job moves again
+        {"_id": "job-a"},
+        {"$inc": {"completed": 1}, "$set": {"last_progress_at": dt.datetime.now(dt.UTC)}},
+    )
     third = evaluate_alerts(store, settings=settings, notify=sent.append)
     assert third.resolved == ("job-a:stalled",) and third.active == ()
     assert store.alerts.get("job-a:stalled")["active"] is False  # type: ignore[index]

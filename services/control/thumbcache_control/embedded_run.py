@@ -46,6 +46,14 @@ def run_job(
     with hosted_stages(settings) as host:
         rt = host.runtime
         collection = prepare_collection(rt, source)
+        cluster_jobs = [j for j in rt.store.jobs.find_unfinished(collection["_id"])
+                        if not j.get("in_process", True)]  # fmt: skip
+        if cluster_jobs:  # the distributed workers run it: never resumed in this process
+            live = cluster_jobs[-1]["_id"]
+            raise CollectionBusy(
+                f"job {live} of {collection['root']} is under way on the broker's workers; "
+                f"watch it with `thumbcache status {live}`"
+            )
         if host.own(collection["_id"]):
             job = _resume_or_start(rt, collection, force)
         else:

@@ -4,7 +4,8 @@ An item stage is stale when it is ``running`` with a heartbeat older than
 ``ops.stale_after_seconds`` (longer than any render may take: its worker died, or its message
 was lost). It is named in the job (source, stage, worker, since) and the log, then requeued;
 after ``ops.max_stale_requeues`` it fails as poison. A job with no progress for
-``ops.stalled_after_seconds`` is marked ``stalled``; the next progress marks it running again.
+``ops.stalled_after_seconds`` is marked ``stalled``; the next pass after it moves again marks it
+running again (progress itself never touches a job's status).
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def check_stale(rt: Runtime, *, apply: bool = True, now: dt.datetime | None = No
             rt.store.jobs.name_stale_items(job["_id"], named[:NAMED_PER_JOB])
         if apply and not named and repair_job(rt, job["_id"]):
             report.repaired_jobs.append(job["_id"])  # every stage ended; only counts were lost
+            continue
+        if apply and rt.store.jobs.revive(job):
+            log.warning("job %s moves again: running", job["_id"])
             continue
         last = job.get("last_progress_at") or job.get("created_at")
         if job["status"] == JOB_RUNNING and last is not None and last < stalled_cutoff:

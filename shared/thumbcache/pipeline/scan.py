@@ -99,6 +99,7 @@ def start_scan(
         kind=kind,
         lane=lane,
         stages=stages,
+        in_process=rt.settings.in_process_broker,
     )
     try:
         rt.broker.enqueue(scan_message(ScanRequest(job["_id"], collection["_id"])))

@@ -26,8 +26,6 @@ from thumbcache.ids import job_item_id
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.model import (
     FAILED,
-    JOB_RUNNING,
-    JOB_STALLED,
     OPEN_STATES,
     folder_deltas,
     image_outcome,
@@ -94,46 +92,67 @@ def in_transaction(store: Store, body: Callable[[Session], T]) -> T:
 
 
 def _end_stage(store: Store, end: StageEnd, now: Any, session: Session) -> Ended | None:
+    """The item first, then the image, then the shared documents (folders, the job), so that a
+    client killed mid-transaction holds the hot documents for the shortest time."""
     db, item_id = store.db, job_item_id(end.job_id, end.image_id)
+    item = db["job_items"].find_one({"_id": item_id}, session=session)
+    stages = dict((item or {}).get("stages") or {})
+    if item is None or stages.get(end.stage, {}).get("state") not in OPEN_STATES:
+        return None  # a duplicate: the stage has ended already
+    states = {s: v.get("state") for s, v in stages.items()}
+    states[end.stage] = end.state
+    settled = image_outcome(states) if item.get("outcome") is None else None
     prefix = f"stages.{end.stage}"
     fields: dict[str, Any] = {f"{prefix}.state": end.state, f"{prefix}.finished_at": now}
     if end.error is not None:
         fields[f"{prefix}.error"] = dict(end.error)
     fields.update({f"{prefix}.{k}": v for k, v in end.details.items()})
+    if settled is not None:
+        fields["outcome"] = settled
     won = db["job_items"].update_one(
-        {"_id": item_id, f"{prefix}.state": {"$in": list(OPEN_STATES)}},
+        {"_id": item_id, f"{prefix}.state": {"$in": list(OPEN_STATES)}, "outcome": None},
         {"$set": fields},
         session=session,
     )
     if won.modified_count != 1:
         return None
     fault_point("before_counts", end.image_id)  # a winner slow between its transition and counts
+    image_update: dict[str, Any] = {}
     replaced = None
     if end.record is not None:
-        replaced = _record(store, end, session)
+        replaced, record = _over_previous(store, end, session)
+        image_update["$set"] = {f"renditions.{end.stage}": record}
+        image_update["$unset"] = {f"stage_errors.{end.stage}": ""}
     elif end.error is not None:
-        db["images"].update_one(
-            {"_id": end.image_id},
-            {"$set": {f"stage_errors.{end.stage}": dict(end.error)}},
-            session=session,
-        )
+        image_update["$set"] = {f"stage_errors.{end.stage}": dict(end.error)}
+    if settled == FAILED and end.counts_toward_quarantine:
+        image_update["$inc"] = {"failure_count": 1}
+    if image_update:
+        db["images"].update_one({"_id": end.image_id}, image_update, session=session)
+    if end.record is not None:
+        _move_folders(store, replaced, end.record, session)
     increments = {f"{prefix}.{stage_counter_for(end.state)}": 1}
+    if settled is not None:
+        increments[outcome_counter(settled)] = 1
     render_ms = end.details.get("render_ms")
     if render_ms is not None:  # measured averages for `thumbcache plan`
         increments[f"timing.{end.stage}.ms"] = int(render_ms)
         increments[f"timing.{end.stage}.n"] = 1
         increments[f"timing.{end.stage}.bytes"] = int(end.details.get("bytes", 0))
-    _count(store, end.job_id, increments, now, session)
-    settled = _settle(store, end.job_id, end.image_id, end.counts_toward_quarantine, session)
+    db["jobs"].update_one(
+        {"_id": end.job_id},
+        {"$inc": increments, "$set": {"last_progress_at": now}},
+        session=session,
+    )
     return Ended(replaced, settled)
 
 
-def _record(store: Store, end: StageEnd, session: Session) -> Mapping[str, Any] | None:
-    """Write the rendition record over the one there now; move folder statistics by the
-    difference. Returns the summary of what it replaced."""
+def _over_previous(
+    store: Store, end: StageEnd, session: Session
+) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
+    """The record to write over the one there now, and the summary of what it replaces."""
     assert end.record is not None
-    db = store.db
-    image = db["images"].find_one(
+    image = store.db["images"].find_one(
         {"_id": end.image_id}, {f"renditions.{end.stage}": 1}, session=session
     )
     previous = ((image or {}).get("renditions") or {}).get(end.stage)
@@ -143,20 +162,19 @@ def _record(store: Store, end: StageEnd, session: Session) -> Mapping[str, Any] 
         replaced = previous.get("replaced")
     else:
         replaced = record_summary(previous)
-    record = {**end.record, "replaced": replaced}
-    db["images"].update_one(
-        {"_id": end.image_id},
-        {"$set": {f"renditions.{end.stage}": record}, "$unset": {f"stage_errors.{end.stage}": ""}},
-        session=session,
-    )
+    return replaced, {**end.record, "replaced": replaced}
+
+
+def _move_folders(
+    store: Store, replaced: Mapping[str, Any] | None, record: Mapping[str, Any], session: Session
+) -> None:
     for folder_id, (files, size_bytes) in folder_deltas(replaced, record).items():
         if files or size_bytes:
-            db["cache_folders"].update_one(
+            store.db["cache_folders"].update_one(
                 {"_id": folder_id},
                 {"$inc": {"total_files": files, "current_size_bytes": size_bytes}},
                 session=session,
             )
-    return replaced
 
 
 def _settle(
@@ -176,28 +194,7 @@ def _settle(
     db["job_items"].update_one(
         {"_id": item_id, "outcome": None}, {"$set": {"outcome": outcome}}, session=session
     )
-    _count(store, job_id, {outcome_counter(outcome): 1}, None, session)
     if outcome == FAILED and counts_toward_quarantine:
         db["images"].update_one({"_id": image_id}, {"$inc": {"failure_count": 1}}, session=session)
+    db["jobs"].update_one({"_id": job_id}, {"$inc": {outcome_counter(outcome): 1}}, session=session)
     return outcome
-
-
-def _count(
-    store: Store,
-    job_id: str,
-    increments: Mapping[str, int],
-    now: Any,
-    session: Session,
-) -> None:
-    """Add to the job's counters; progress revives a stalled job (never a finished one)."""
-    jobs = store.db["jobs"]
-    update: dict[str, Any] = {"$inc": dict(increments)}
-    if now is not None:
-        update["$set"] = {"last_progress_at": now}
-    jobs.update_one({"_id": job_id}, update, session=session)
-    if now is not None:
-        jobs.update_one(
-            {"_id": job_id, "status": JOB_STALLED},
-            {"$set": {"status": JOB_RUNNING}},
-            session=session,
-        )

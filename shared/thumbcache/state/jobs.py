@@ -37,8 +37,11 @@ class JobRepository:
         kind: str = "scan",
         lane: str = "fresh",
         stages: tuple[str, ...],
+        in_process: bool = False,
     ) -> dict[str, Any]:
-        """Create the job state; this happens before anything is published."""
+        """Create the job state; this happens before anything is published. ``in_process``:
+        its messages live in the memory of the process that hosts it (the embedded default),
+        not in a broker every worker shares."""
         now = self._clock()
         doc: dict[str, Any] = {
             "_id": job_id,
@@ -47,6 +50,7 @@ class JobRepository:
             "root": root,
             "force": force,
             "lane": lane,
+            "in_process": in_process,
             "stages_wanted": list(stages),
             "recipes": dict(recipes),
             "status": JOB_RUNNING,
@@ -127,6 +131,19 @@ class JobRepository:
         result = self._coll.update_one(
             {"_id": job_id, "status": JOB_RUNNING, "last_progress_at": {"$lt": no_progress_since}},
             {"$set": {"status": JOB_STALLED, "stalled_at": self._clock()}},
+        )
+        return result.modified_count == 1
+
+    def revive(self, job: Mapping[str, Any]) -> bool:
+        """Set a stalled job running again once it made progress since it stalled (once)."""
+        stalled_at, progress = job.get("stalled_at"), job.get("last_progress_at")
+        if job.get("status") != JOB_STALLED or stalled_at is None or progress is None:
+            return False
+        if progress <= stalled_at:
+            return False
+        result = self._coll.update_one(
+            {"_id": job["_id"], "status": JOB_STALLED, "stalled_at": stalled_at},
+            {"$set": {"status": JOB_RUNNING}},
         )
         return result.modified_count == 1
 
