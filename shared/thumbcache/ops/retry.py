@@ -12,6 +12,7 @@ import dramatiq
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import BACKFILL, RenderRequest, render_message
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.state.completion import reopen_failed
 from thumbcache.state.model import FAILED
 from thumbcache.state.store import Store
 
@@ -76,10 +77,8 @@ def retry_failures(rt: Runtime, job_id: str, reason: str | None = None) -> Retry
                 not_retryable[classes["scan"]] += 1
             continue
         stages = [s for s, c in classes.items() if reason is None or c == reason]
-        if not stages or not rt.store.items.reopen_failed(job_id, item["image_id"], stages):
+        if not stages or not reopen_failed(rt.store, job_id, item["image_id"], stages):
             continue
-        increments = {"failed": -1, **{f"stages.{s}.failed": -1 for s in stages}}
-        rt.store.jobs.reopen(job_id, increments)
         request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
         batch.extend(
             render_message(rt.settings.rendition(stage), request, BACKFILL) for stage in stages

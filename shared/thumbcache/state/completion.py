@@ -26,7 +26,10 @@ from thumbcache.ids import job_item_id
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.model import (
     FAILED,
+    JOB_FAILED,
+    JOB_RUNNING,
     OPEN_STATES,
+    PENDING,
     folder_deltas,
     image_outcome,
     outcome_counter,
@@ -75,6 +78,41 @@ def settle(
         store,
         lambda session: _settle(store, job_id, image_id, counts_toward_quarantine, session),
     )
+
+
+def reopen_failed(store: Store, job_id: str, image_id: str, stages: list[str]) -> bool:
+    """Put failed stages of a failed image back to pending and take back their counts (a
+    retry), in one transaction; True for the one call that did."""
+
+    def body(session: Session) -> bool:
+        item_id = job_item_id(job_id, image_id)
+        reopened = store.db["job_items"].update_one(
+            {"_id": item_id, "outcome": FAILED, **{f"stages.{s}.state": FAILED for s in stages}},
+            {
+                "$set": {
+                    "outcome": None,
+                    **{f"stages.{s}.state": PENDING for s in stages},
+                    **{f"stages.{s}.attempts": 0 for s in stages},
+                },
+                "$unset": {f"stages.{s}.error": "" for s in stages},
+                "$inc": {"retries": 1},
+            },
+            session=session,
+        )
+        if reopened.modified_count != 1:
+            return False
+        take_back = {"failed": -1, **{f"stages.{s}.failed": -1 for s in stages}}
+        jobs = store.db["jobs"]
+        running = jobs.update_one(
+            {"_id": job_id, "status": {"$ne": JOB_FAILED}},
+            {"$inc": take_back, "$set": {"status": JOB_RUNNING, "finished_at": None}},
+            session=session,
+        )
+        if running.matched_count == 0:  # a failed job only gets its counts back
+            jobs.update_one({"_id": job_id}, {"$inc": take_back}, session=session)
+        return True
+
+    return in_transaction(store, body)
 
 
 def in_transaction(store: Store, body: Callable[[Session], T]) -> T:

@@ -72,14 +72,6 @@ class ImageRepository:
             {"$set": {f"renditions.{stage}": record}, "$unset": {f"stage_errors.{stage}": ""}},
         )
 
-    def count_failure(self, image_id: str) -> None:
-        """One more job in which this image failed (quarantine counts these)."""
-        self._coll.update_one({"_id": image_id}, {"$inc": {"failure_count": 1}})
-
-    def record_stage_error(self, image_id: str, stage: str, error: dict[str, str]) -> None:
-        """Store why a rendition failed."""
-        self._coll.update_one({"_id": image_id}, {"$set": {f"stage_errors.{stage}": error}})
-
     def clear_rendition(self, image_id: str, stage: str) -> None:
         """Forget a rendition record (its file is gone): the next scan renders it again."""
         self._coll.update_one({"_id": image_id}, {"$unset": {f"renditions.{stage}": ""}})

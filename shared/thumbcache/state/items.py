@@ -134,26 +134,6 @@ class ItemRepository:
         )
         return result.modified_count == 1
 
-    def reopen_failed(self, job_id: str, image_id: str, stages: list[str]) -> bool:
-        """Put failed stages of a failed image back to pending for a retry; True if this won."""
-        result = self._coll.update_one(
-            {
-                "_id": job_item_id(job_id, image_id),
-                "outcome": FAILED,
-                **{f"stages.{s}.state": FAILED for s in stages},
-            },
-            {
-                "$set": {
-                    "outcome": None,
-                    **{f"stages.{s}.state": PENDING for s in stages},
-                    **{f"stages.{s}.attempts": 0 for s in stages},
-                },
-                "$unset": {f"stages.{s}.error": "" for s in stages},
-                "$inc": {"retries": 1},
-            },
-        )
-        return result.modified_count == 1
-
     def settle_outcome(self, job_id: str, image_id: str) -> str | None:
         """If every stage of the image is terminal, fix its outcome once and return it.
 

@@ -147,19 +147,6 @@ class JobRepository:
         )
         return result.modified_count == 1
 
-    def reopen(self, job_id: str, increments: Mapping[str, int]) -> None:
-        """Take back counts (a retry) and set the job running again, even if it was done.
-
-        A failed job only gets its counts back: its scan never ended, so it could never be
-        done, and running would be a lie.
-        """
-        reopened = self._coll.update_one(
-            {"_id": job_id, "status": {"$ne": JOB_FAILED}},
-            {"$inc": dict(increments), "$set": {"status": JOB_RUNNING, "finished_at": None}},
-        )
-        if reopened.matched_count == 0:
-            self._coll.update_one({"_id": job_id, "status": JOB_FAILED}, {"$inc": dict(increments)})
-
     def fail(self, job_id: str, error: Mapping[str, str]) -> bool:
         """End an unfinished job as failed with its reason (once; never a job that ended)."""
         result = self._coll.update_one(
