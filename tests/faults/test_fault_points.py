@@ -156,10 +156,13 @@ def _scanned_job(tmp_path, mongo_url, db_name):
 
 
 def _crash_after_won_transition(rt, stage, request):
-    """Run ``stage`` up to its won transition and stop there (before folder statistics, job
-    counters and settling): the state a SIGKILL inside ``render.complete`` leaves."""
+    """The state an older version left when killed between its won transition and its counts
+    (it recorded the rendition, then won the transition, then moved statistics and counters in
+    writes of their own; a stage's end is one transaction now, so only old data holds this)."""
     assert rt.store.items.claim(request.job_id, request.image_id, stage, rt.worker_name, 3)
     outcome = produce(rt, stage, request)
+    record = {**outcome.record, "replaced": None}
+    rt.store.images.record_rendition(request.image_id, stage, record)
     assert rt.store.items.finish(request.job_id, request.image_id, stage, outcome.state)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from thumbcache.errors import StateUnavailable
-from thumbcache.pipeline import scan
+from thumbcache.imaging import probe as probe_module
 from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.scan import start_scan
 
@@ -118,14 +118,14 @@ def test_an_unforeseen_error_in_one_source_fails_only_that_source(
     root.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (root / name).write_bytes(jpeg_bytes(320, 240))
-    real_probe, odd = scan.probe, os.stat(root / "b.jpg").st_ino
+    real_probe, odd = probe_module.probe, os.stat(root / "b.jpg").st_ino
 
     def probe(fh, limits, **kwargs):
         if os.fstat(fh.fileno()).st_ino == odd:
             raise LookupError("no codec for this one")
         return real_probe(fh, limits, **kwargs)
 
-    monkeypatch.setattr(scan, "probe", probe)
+    monkeypatch.setattr(probe_module, "probe", probe)
 
     # When the collection is scanned and rendered
     with caplog.at_level(logging.ERROR):

@@ -4,9 +4,15 @@ left unsettled. (An image's outcome is settled with its last stage's end, in one
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.completion import settle
 from thumbcache.state.recount import recount
+
+log = logging.getLogger(__name__)
 
 
 def finish_job_if_complete(rt: Runtime, job_id: str) -> bool:
@@ -19,8 +25,24 @@ def finish_job_if_complete(rt: Runtime, job_id: str) -> bool:
     if not rt.store.jobs.finish_if_complete(job_id):
         return False
     job = rt.store.jobs.get(job_id)
+    if job is not None and not stage_counts_add_up(job) and rt.store.supports_transactions():
+        # Only data of an older version (which counted in writes of their own, a crash between
+        # them losing counts) can be short here. Every stage has ended, and with transactions
+        # no count can still be on its way, so the recount is exact.
+        log.warning("job %s: stage counts short of its items at its end; recounted", job_id)
+        recount_job(rt, job_id)
+        job = rt.store.jobs.get(job_id)
     if job is not None and rt.on_job_finished is not None:
         rt.on_job_finished(job)
+    return True
+
+
+def stage_counts_add_up(job: Mapping[str, Any]) -> bool:
+    """True when every stage's total equals its completed, skipped and failed (a done job)."""
+    for counts in (job.get("stages") or {}).values():
+        ended = counts.get("completed", 0) + counts.get("skipped", 0) + counts.get("failed", 0)
+        if ended != counts.get("total", 0):
+            return False
     return True
 
 
