@@ -11,6 +11,7 @@ from thumbcache.ops.alerts import completion_hook
 from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import load_settings
+from thumbcache.state.completion import Claim, claim_stages
 from thumbcache.state.store import connect
 
 from tests.imagegen import jpeg_bytes
@@ -34,6 +35,11 @@ def make_runtime(
     rt = Runtime(settings, store, broker, on_job_finished=completion_hook(store, settings))
     declare_actors(broker, rt, scan=True, renditions=settings.rendition_names)
     return rt
+
+
+def claim(store: Any, job_id: str, image_id: str, stage: str, worker: str, attempts: int) -> bool:
+    """Start a stage as a worker does (True), or find it closed or out of attempts (False)."""
+    return claim_stages(store, [Claim(job_id, image_id, stage, worker, attempts)])[0] is not None
 
 
 def folder_of(tmp_path: Path, count: int, size=(640, 480)) -> Path:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thumbcache.cpus import usable_cpus
 from thumbcache.errors import ConfigError
 from thumbcache.renditions import (
     DEFAULT_RENDITIONS,
@@ -81,13 +82,17 @@ class ScanSettings:
 class WorkerSettings:
     """Dramatiq worker behaviour shared by every stage."""
 
-    threads: int = 2
+    threads: int = 8
     # One render (read, decode, resize, encode) in its own process: past this wall-clock limit
     # the process is killed and the image fails as RenderTimeout.
     render_time_limit_seconds: int = 120
     # What one render process may allocate beyond its libraries; over it, ImageTooLarge.
     # Render pods' memory limits derive from it (docs/DEPLOYMENT.md, Memory).
     render_memory_mb: int = 1024
+    # Render processes per worker (0: one per CPU this process may use, at most one per
+    # thread). More threads than processes let the other threads write the job state while
+    # every core renders (issue 14). Set it where memory is sized by it (containers).
+    render_processes: int = 0
     scan_time_limit_seconds: int = 600
     shutdown_timeout_seconds: int = 600
     max_attempts: int = 3
@@ -101,10 +106,17 @@ class WorkerSettings:
     renditions: tuple[str, ...] = ()
 
     @property
+    def render_process_count(self) -> int:
+        """How many renders a worker runs at once (memory: docs/DEPLOYMENT.md, Memory)."""
+        return min(self.render_processes or usable_cpus(), self.threads)
+
+    @property
     def render_actor_time_limit_seconds(self) -> int:
-        """Dramatiq's limit on a whole render message: the render's own limit plus time for its
-        database writes (a backstop; the render process's limit is what stops a render)."""
-        return self.render_time_limit_seconds + RENDER_ACTOR_SLACK_SECONDS
+        """Dramatiq's limit on a whole render message: the render's own limit, times the renders
+        it may wait behind for a process, plus time for its database writes (a backstop; the
+        render process's limit is what stops a render)."""
+        turns = -(-self.threads // self.render_process_count)
+        return self.render_time_limit_seconds * turns + RENDER_ACTOR_SLACK_SECONDS
 
     def validate(self, prefix: str) -> None:
         """Counts and timeouts must be positive, and the slice must fit its time limit."""
@@ -114,6 +126,7 @@ class WorkerSettings:
         _check(self.max_retries >= 0, f"{prefix}.max_retries", "must be >= 0")
         _check(self.render_time_limit_seconds >= 1, f"{prefix}.render_time_limit_seconds", ">= 1")
         _check(self.scan_time_limit_seconds >= 1, f"{prefix}.scan_time_limit_seconds", ">= 1")
+        _check(self.render_processes >= 0, f"{prefix}.render_processes", ">= 0 (0: one per CPU)")
         _check(self.render_memory_mb >= 0, f"{prefix}.render_memory_mb", ">= 0 (0: no ceiling)")
         _check(self.min_backoff_ms >= 0, f"{prefix}.min_backoff_ms", "must be >= 0")
         _check(

@@ -25,11 +25,12 @@ from deploy_helpers import (
 )
 from thumbcache.settings import Settings, load_settings
 
-# The memory rule (docs/DEPLOYMENT.md, "Memory", the one place it is written): every worker
-# thread renders in a process of its own, which may grow by worker.render_memory_mb beyond what
-# it maps at start (its RLIMIT_DATA); measured in the render image, such a process holds
-# 58-65 MB before a render, and the worker's own three processes (Dramatiq's supervisor, the
-# worker, the metrics exporter) 85 MB together, plus connections and prefetched messages.
+# The memory rule (docs/DEPLOYMENT.md, "Memory", the one place it is written): every render
+# runs in a process of its own (worker.render_processes of them at most), which may grow by
+# worker.render_memory_mb beyond what it maps at start (its RLIMIT_DATA); measured in the
+# render image, such a process holds 58-65 MB before a render, and the worker's own three
+# processes (Dramatiq's supervisor, the worker, the metrics exporter) 85 MB together, plus
+# connections and prefetched messages.
 RENDER_PROCESS_BASE_MIB = 64
 WORKER_PROCESSES_MIB = 200
 RENDER_STAGES = ("thumbnail", "cache")
@@ -37,8 +38,8 @@ RENDER_STAGES = ("thumbnail", "cache")
 
 def required_memory_mib(settings: Settings) -> int:
     """The least memory limit of a render worker with these settings."""
-    per_thread = settings.worker.render_memory_mb + RENDER_PROCESS_BASE_MIB
-    return settings.worker.threads * per_thread + WORKER_PROCESSES_MIB
+    per_process = settings.worker.render_memory_mb + RENDER_PROCESS_BASE_MIB
+    return settings.worker.render_process_count * per_process + WORKER_PROCESSES_MIB
 
 
 def _mib(quantity: str) -> int:
@@ -63,6 +64,7 @@ def test_render_worker_pods_hold_every_render_process_at_its_ceiling(overlay: st
             continue
         settings = _settings(container_env(container, configmaps))
         assert settings.worker.render_memory_mb > 0, f"{name}: render processes need a ceiling"
+        assert settings.worker.render_processes > 0, f"{name}: size memory by a set process count"
         limit = _mib(container["resources"]["limits"]["memory"])
         need = required_memory_mib(settings)
         assert limit >= need, f"{name}: limit {limit} MiB < {need} MiB, OOMKill mid-render"
@@ -79,11 +81,23 @@ def test_compose_render_workers_hold_every_render_process_at_its_ceiling() -> No
         assert _mib(service["mem_limit"]) >= need, name
 
 
-def test_the_memory_rule_counts_threads_and_the_render_ceiling() -> None:
-    # The real defaults, not assumptions: 2 threads x (1024 + 64) + 200.
-    assert required_memory_mib(Settings()) == 2 * (Settings().worker.render_memory_mb + 64) + 200
-    four = load_settings(files=[], env={"THUMBCACHE_WORKER__THREADS": "4"})
-    assert required_memory_mib(four) - required_memory_mib(Settings()) == 2 * (1024 + 64)
+def test_the_memory_rule_counts_render_processes_and_the_render_ceiling() -> None:
+    two = load_settings(files=[], env={"THUMBCACHE_WORKER__RENDER_PROCESSES": "2"})
+    assert required_memory_mib(two) == 2 * (two.worker.render_memory_mb + 64) + 200
+    four = load_settings(files=[], env={"THUMBCACHE_WORKER__RENDER_PROCESSES": "4"})
+    assert required_memory_mib(four) - required_memory_mib(two) == 2 * (1024 + 64)
+    # more threads than processes: the extra threads hold no render process
+    many = load_settings(
+        files=[],
+        env={"THUMBCACHE_WORKER__RENDER_PROCESSES": "2", "THUMBCACHE_WORKER__THREADS": "16"},
+    )
+    assert required_memory_mib(many) == required_memory_mib(two)
+    # fewer threads than processes: a process per thread at most
+    one = load_settings(
+        files=[],
+        env={"THUMBCACHE_WORKER__RENDER_PROCESSES": "4", "THUMBCACHE_WORKER__THREADS": "1"},
+    )
+    assert one.worker.render_process_count == 1
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

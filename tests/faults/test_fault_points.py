@@ -17,7 +17,7 @@ from thumbcache.pipeline.scan import scan_step, start_scan
 
 from tests.faults.cluster import RENDER_STAGES, assert_invariants, attempts, make_photos
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import folder_of, make_runtime, scan_messages
+from tests.pipeline_helpers import claim, folder_of, make_runtime, scan_messages
 
 # -- the parser and the hook ----------------------------------------------------------------
 
@@ -159,7 +159,7 @@ def _crash_after_won_transition(rt, stage, request):
     """The state an older version left when killed between its won transition and its counts
     (it recorded the rendition, then won the transition, then moved statistics and counters in
     writes of their own; a stage's end is one transaction now, so only old data holds this)."""
-    assert rt.store.items.claim(request.job_id, request.image_id, stage, rt.worker_name, 3)
+    assert claim(rt.store, request.job_id, request.image_id, stage, rt.worker_name, 3)
     outcome = produce(rt, stage, request)
     record = {**outcome.record, "replaced": None}
     rt.store.images.record_rendition(request.image_id, stage, record)

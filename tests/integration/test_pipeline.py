@@ -14,7 +14,7 @@ from thumbcache.pipeline.scan import start_scan
 from thumbcache.renditions import THUMBNAIL
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import drain, folder_of, make_runtime, scan_messages, scanned_job
+from tests.pipeline_helpers import claim, drain, folder_of, make_runtime, scan_messages, scanned_job
 
 pytestmark = pytest.mark.integration
 
@@ -112,8 +112,8 @@ def test_two_workers_interleaved_on_one_item_count_it_once(tmp_path, mongo_url, 
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     for stage in ("thumbnail", "cache"):
         # both workers start the stage before either finishes (a redelivery racing the original)
-        assert rt.store.items.claim(job["_id"], item["image_id"], stage, "a", 3)
-        assert rt.store.items.claim(job["_id"], item["image_id"], stage, "b", 3)
+        assert claim(rt.store, job["_id"], item["image_id"], stage, "a", 3)
+        assert claim(rt.store, job["_id"], item["image_id"], stage, "b", 3)
         first, second = produce(rt, stage, request), produce(rt, stage, request)
         assert complete(rt, stage, request, first) is True
         assert complete(rt, stage, request, second) is False
@@ -128,7 +128,7 @@ def test_an_item_that_keeps_killing_its_worker_fails_as_poison(tmp_path, mongo_u
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
     for _ in range(2):  # two starts that never finished: the worker died each time
-        assert rt.store.items.claim(job["_id"], item["image_id"], "cache", "w", 2)
+        assert claim(rt.store, job["_id"], item["image_id"], "cache", "w", 2)
 
     assert render_step(rt, "cache", request, last_try=False) == "failed"
     assert render_step(rt, "thumbnail", request, last_try=False) == "done"
@@ -211,7 +211,7 @@ def test_a_render_that_died_after_writing_its_file_is_redone_and_counted_once(
     job = scanned_job(rt, folder_of(tmp_path, 1))
     item = next(rt.store.items.iter_job(job["_id"]))
     request = RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
-    assert rt.store.items.claim(job["_id"], item["image_id"], "cache", "w", 3)
+    assert claim(rt.store, job["_id"], item["image_id"], "cache", "w", 3)
     outcome = produce(rt, "cache", request)  # the file is written, then the worker dies
     assert outcome.record is not None and os.path.isfile(outcome.record["path"])
     image = rt.store.images.get(item["image_id"])

@@ -13,6 +13,7 @@ from thumbcache.pipeline.scan import scan_step, start_scan
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.ops import plant, processed, renditions, rescan, run_cli, stats
+from tests.pipeline_helpers import claim
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +158,7 @@ def test_a_rendition_recorded_but_not_yet_applied_is_neither_drift_nor_missing(
     scan_step(rt, ScanRequest(job["_id"], collection["_id"]))
     rt.broker.flush_all()
     item = next(rt.store.items.iter_job(job["_id"]))
-    assert rt.store.items.claim(job["_id"], item["image_id"], "cache", "w", 3)
+    assert claim(rt.store, job["_id"], item["image_id"], "cache", "w", 3)
     produce(rt, "cache", RenderRequest(job["_id"], collection["_id"], item["image_id"],
                                        item["source"], True))  # fmt: skip
     before = stats(rt, collection["folder_id"])

@@ -11,6 +11,7 @@ from thumbcache.settings import Settings
 from thumbcache.state.store import Store
 from thumbcache_status.app import create_app
 
+from tests.pipeline_helpers import claim
 from tests.status.conftest import Populated, memory_runtime, planned_job, write_images
 
 
@@ -111,7 +112,7 @@ def test_a_job_in_progress_names_the_file_and_worker_of_its_running_stage(
     rt = memory_runtime(store, settings)
     job = planned_job(rt, tmp_path / "photos")
     item = next(i for i in store.items.iter_job(job["_id"]) if i["source"] == "img001.jpg")
-    assert store.items.claim(job["_id"], item["image_id"], "cache", "host:42", max_attempts=3)
+    assert claim(store, job["_id"], item["image_id"], "cache", "host:42", 3)
     client = falcon.testing.TestClient(create_app(store, settings))
 
     body = client.simulate_get(f"/v1/jobs/{job['_id']}").json

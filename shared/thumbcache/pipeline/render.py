@@ -24,7 +24,7 @@ from thumbcache.pipeline.isolation import render_slot
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
 from thumbcache.sandbox.protocol import RenderTask
-from thumbcache.state.completion import StageEnd, end_stage
+from thumbcache.state.completion import Claim, StageEnd
 from thumbcache.state.model import (
     DONE,
     FAILED,
@@ -63,13 +63,15 @@ def render_step(
 
 
 def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
-    items = rt.store.items
-    max_attempts = rt.settings.worker.max_attempts
-    if not items.claim(request.job_id, request.image_id, stage, rt.worker_name, max_attempts):
+    claim = Claim(
+        request.job_id, request.image_id, stage, rt.worker_name, rt.settings.worker.max_attempts
+    )
+    image = rt.state_writer.claim(claim)
+    if image is None:
         return _unclaimed(rt, stage, request)
     fault_point("before_render", request.source)
     try:
-        outcome = produce(rt, stage, request)
+        outcome = produce(rt, stage, request, image)
     except PermanentError as exc:
         log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
         complete(rt, stage, request, Outcome(FAILED), exc)
@@ -92,8 +94,11 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
     return outcome.state
 
 
-def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
-    """Render and write one rendition, or find it already current (skipped).
+def produce(
+    rt: Runtime, stage: str, request: RenderRequest, image: dict[str, Any] | None = None
+) -> Outcome:
+    """Render and write one rendition, or find it already current (skipped). ``image`` is the
+    image document as the claim read it (read here when not given).
 
     The file is written here (atomically, at its deterministic path); its record is written
     when the stage ends, over whatever record is there then.
@@ -101,7 +106,8 @@ def produce(rt: Runtime, stage: str, request: RenderRequest) -> Outcome:
     settings = rt.settings
     rendition = settings.rendition(stage)
     collection = rt.collection(request.collection_id)
-    image = rt.store.images.get(request.image_id) or {}
+    if image is None:
+        image = rt.store.images.get(request.image_id) or {}
     folder_id = str(collection["folder_id"])
     path = rendition_path(
         rt.folder_path(folder_id), rendition, request.collection_id, request.image_id
@@ -152,8 +158,7 @@ def complete(
     counts = not isinstance(error, PermanentError) or error.counts_toward_quarantine
     if isinstance(error, PermanentError):
         error = error_doc(error.error_class, str(error))
-    ended = end_stage(
-        rt.store,
+    ended = rt.state_writer.end(
         StageEnd(
             request.job_id,
             request.image_id,

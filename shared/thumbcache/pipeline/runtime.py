@@ -11,6 +11,7 @@ from typing import Any
 
 import dramatiq
 
+from thumbcache.pipeline.batching import StateWriter
 from thumbcache.sandbox.pool import RenderPool, shared_pool
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
@@ -31,7 +32,11 @@ class Runtime:
     # operations' completion rules: alerts); the pipeline itself knows nothing of operations.
     on_job_finished: Callable[[dict[str, Any]], None] | None = None
     _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    state_writer: StateWriter = field(init=False)  # claims and stage ends, group-committed
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_writer = StateWriter(self.store)
 
     def collection(self, collection_id: str) -> dict[str, Any]:
         """A collection document, cached for ``COLLECTION_CACHE_SECONDS`` (a rebalance may move
@@ -52,7 +57,8 @@ class Runtime:
         """The render processes (a memory ceiling each, from the settings)."""
         if self.pool is not None:
             return self.pool
-        return shared_pool(self.settings.worker.render_memory_mb)
+        worker = self.settings.worker
+        return shared_pool(worker.render_memory_mb, worker.render_process_count)
 
     def folder_path(self, folder_id: str) -> str:
         """A cache folder's path, cached."""

@@ -205,16 +205,27 @@ def _rebuild(doc: dict[str, Any]) -> Exception:
 
 
 class RenderPool:
-    """Render processes shared by a worker's threads: one process per render in flight."""
+    """Render processes shared by a worker's threads: one process per render in flight, at most
+    ``size`` of them (0: no cap). Threads beyond the cap wait for a process, so a worker can run
+    more threads than renders: the others write the job state meanwhile."""
 
-    def __init__(self, memory_mb: int = 0) -> None:
+    def __init__(self, memory_mb: int = 0, size: int = 0) -> None:
         self.memory_mb = memory_mb
+        self.size = size
+        self._slots = threading.BoundedSemaphore(size) if size else None
         self._idle: list[RenderProcess] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def render(self, task: RenderTask, time_limit: float) -> RenderResult:
-        """Render ``task`` in a process of the pool, within ``time_limit`` seconds."""
+        """Render ``task`` in a process of the pool, within ``time_limit`` seconds (the wait for
+        a free process is not part of it)."""
+        if self._slots is None:
+            return self._render(task, time_limit)
+        with self._slots:
+            return self._render(task, time_limit)
+
+    def _render(self, task: RenderTask, time_limit: float) -> RenderResult:
         process = self._acquire()
         try:
             result = process.run(task, time_limit)
@@ -252,14 +263,15 @@ class RenderPool:
         process.close()
 
 
-_POOLS: dict[int, RenderPool] = {}
+_POOLS: dict[tuple[int, int], RenderPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def shared_pool(memory_mb: int) -> RenderPool:
-    """The process-wide pool for a memory ceiling (processes are kept between jobs)."""
+def shared_pool(memory_mb: int, size: int = 0) -> RenderPool:
+    """The process-wide pool for a memory ceiling and a size (processes are kept between
+    jobs)."""
     with _POOLS_LOCK:
-        pool = _POOLS.get(memory_mb)
+        pool = _POOLS.get((memory_mb, size))
         if pool is None:
-            pool = _POOLS[memory_mb] = RenderPool(memory_mb)
+            pool = _POOLS[(memory_mb, size)] = RenderPool(memory_mb, size)
         return pool

@@ -15,10 +15,11 @@ MongoDB-protocol server; see :func:`in_transaction` for a standalone server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pymongo import UpdateOne
 from pymongo.client_session import ClientSession
 
 from thumbcache.faults import fault_point
@@ -30,6 +31,7 @@ from thumbcache.state.model import (
     JOB_RUNNING,
     OPEN_STATES,
     PENDING,
+    RUNNING,
     folder_deltas,
     image_outcome,
     outcome_counter,
@@ -66,7 +68,38 @@ class Ended:
 
 def end_stage(store: Store, end: StageEnd, clock: Clock = utcnow) -> Ended | None:
     """End the stage and move everything that moves with it; None if it had already ended."""
-    return in_transaction(store, lambda session: _end_stage(store, end, clock(), session))
+    return end_stages(store, [end], clock)[0]
+
+
+def end_stages(store: Store, ends: Sequence[StageEnd], clock: Clock = utcnow) -> list[Ended | None]:
+    """End many stages in one transaction (a worker's group commit): for each, what it changed,
+    or None if that stage had already ended (a duplicate). Without transactions (a standalone
+    server) each ends on its own, one after the other."""
+    if len(ends) > 1 and not store.supports_transactions():
+        return [end_stage(store, end, clock) for end in ends]
+    return in_transaction(store, lambda session: _end_stages(store, ends, clock(), session))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A render about to start: the stage to mark running for a worker."""
+
+    job_id: str
+    image_id: str
+    stage: str
+    worker: str
+    max_attempts: int
+
+
+def claim_stages(
+    store: Store, claims: Sequence[Claim], clock: Clock = utcnow
+) -> list[dict[str, Any] | None]:
+    """Mark stages running (a heartbeat, the worker, one more attempt), many in one round of
+    writes; for each claim the image document it renders (for its skip re-check), or None when
+    the stage is no longer open (a duplicate) or out of attempts (poison)."""
+    if len(claims) > 1 and not store.supports_transactions():
+        return [claim_stages(store, [claim], clock)[0] for claim in claims]
+    return in_transaction(store, lambda session: _claim_stages(store, claims, clock(), session))
 
 
 def settle(
@@ -129,47 +162,170 @@ def in_transaction(store: Store, body: Callable[[Session], T]) -> T:
         return session.with_transaction(body)
 
 
-def _end_stage(store: Store, end: StageEnd, now: Any, session: Session) -> Ended | None:
-    """The item first, then the image, then the shared documents (folders, the job), so that a
-    client killed mid-transaction holds the hot documents for the shortest time."""
-    db, item_id = store.db, job_item_id(end.job_id, end.image_id)
-    item = db["job_items"].find_one({"_id": item_id}, session=session)
-    stages = dict((item or {}).get("stages") or {})
-    if item is None or stages.get(end.stage, {}).get("state") not in OPEN_STATES:
-        return None  # a duplicate: the stage has ended already
-    states = {s: v.get("state") for s, v in stages.items()}
-    states[end.stage] = end.state
-    settled = image_outcome(states) if item.get("outcome") is None else None
-    prefix = f"stages.{end.stage}"
-    fields: dict[str, Any] = {f"{prefix}.state": end.state, f"{prefix}.finished_at": now}
-    if end.error is not None:
-        fields[f"{prefix}.error"] = dict(end.error)
-    fields.update({f"{prefix}.{k}": v for k, v in end.details.items()})
-    if settled is not None:
-        fields["outcome"] = settled
-    won = db["job_items"].update_one(
-        {"_id": item_id, f"{prefix}.state": {"$in": list(OPEN_STATES)}, "outcome": None},
-        {"$set": fields},
-        session=session,
+def _claim_stages(
+    store: Store, claims: Sequence[Claim], now: Any, session: Session
+) -> list[dict[str, Any] | None]:
+    db = store.db
+    ids = list(dict.fromkeys(job_item_id(c.job_id, c.image_id) for c in claims))
+    items = {d["_id"]: d for d in db["job_items"].find({"_id": {"$in": ids}}, session=session)}
+    won: list[Claim | None] = []
+    writes = []
+    for claim in claims:
+        item_id = job_item_id(claim.job_id, claim.image_id)
+        sub = ((items.get(item_id) or {}).get("stages") or {}).get(claim.stage) or {}
+        attempts = int(sub.get("attempts", 0))
+        if sub.get("state") not in OPEN_STATES or attempts >= claim.max_attempts:
+            won.append(None)
+            continue
+        prefix = f"stages.{claim.stage}"
+        sub.update(state=RUNNING, attempts=attempts + 1)  # a second claim in this batch loses
+        writes.append(
+            UpdateOne(
+                {
+                    "_id": item_id,
+                    f"{prefix}.state": {"$in": list(OPEN_STATES)},
+                    f"{prefix}.attempts": attempts,
+                },
+                {
+                    "$set": {
+                        f"{prefix}.state": RUNNING,
+                        f"{prefix}.worker": claim.worker,
+                        f"{prefix}.heartbeat_at": now,
+                    },
+                    "$inc": {f"{prefix}.attempts": 1},
+                },
+            )
+        )
+        won.append(claim)
+    if not writes:
+        return [None] * len(claims)
+    result = db["job_items"].bulk_write(writes, ordered=True, session=session)
+    if session is None and result.modified_count != len(writes):
+        return [None] * len(claims)  # (standalone, one claim) another worker claimed it first
+    image_ids = list(dict.fromkeys(c.image_id for c in won if c is not None))
+    images = {d["_id"]: d for d in db["images"].find({"_id": {"$in": image_ids}}, session=session)}
+    return [None if c is None else images.get(c.image_id, {}) for c in won]
+
+
+def _end_stages(
+    store: Store, ends: Sequence[StageEnd], now: Any, session: Session
+) -> list[Ended | None]:
+    """Read every item and image of the batch, decide each end in memory (two ends of one
+    image settle it once), then write items, images, then the shared folder and job documents
+    (so that a client killed mid-transaction holds the hot documents for the shortest time)."""
+    db = store.db
+    item_ids = list(dict.fromkeys(job_item_id(e.job_id, e.image_id) for e in ends))
+    image_ids = list(dict.fromkeys(e.image_id for e in ends))
+    batch = _EndBatch(
+        items={
+            d["_id"]: d for d in db["job_items"].find({"_id": {"$in": item_ids}}, session=session)
+        },
+        images={
+            d["_id"]: d
+            for d in db["images"].find(
+                {"_id": {"$in": image_ids}}, {"renditions": 1}, session=session
+            )
+        },
     )
-    if won.modified_count != 1:
-        return None
-    fault_point("before_counts", end.image_id)  # a winner slow between its transition and counts
-    image_update: dict[str, Any] = {}
-    replaced = None
-    if end.record is not None:
-        replaced, record = _over_previous(store, end, session)
-        image_update["$set"] = {f"renditions.{end.stage}": record}
-        image_update["$unset"] = {f"stage_errors.{end.stage}": ""}
-    elif end.error is not None:
-        image_update["$set"] = {f"stage_errors.{end.stage}": dict(end.error)}
-    if settled == FAILED and end.counts_toward_quarantine:
-        image_update["$inc"] = {"failure_count": 1}
-    if image_update:
-        db["images"].update_one({"_id": end.image_id}, image_update, session=session)
-    if end.record is not None:
-        _move_folders(store, replaced, end.record, session)
-    increments = {f"{prefix}.{stage_counter_for(end.state)}": 1}
+    results = [batch.decide(end, now) for end in ends]
+    if not batch.item_sets:
+        return results
+    fault_point("before_counts", ends[0].image_id)  # a winner slow between transition and counts
+    if not batch.write(store, now, session):
+        return [None] * len(ends)  # (standalone, one end) another call ended it first
+    return results
+
+
+@dataclass
+class _EndBatch:
+    """The documents a batch of ends reads, and the writes it decides, merged per document."""
+
+    items: dict[str, dict[str, Any]]
+    images: dict[str, dict[str, Any]]
+    item_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    guards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_updates: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    folder_moves: dict[str, list[int]] = field(default_factory=dict)
+    job_increments: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def decide(self, end: StageEnd, now: Any) -> Ended | None:
+        """Apply one end to the documents in memory; None if its stage has ended already."""
+        item_id = job_item_id(end.job_id, end.image_id)
+        item = self.items.get(item_id)
+        stages = (item or {}).get("stages") or {}
+        sub = stages.get(end.stage) or {}
+        if item is None or sub.get("state") not in OPEN_STATES:
+            return None  # a duplicate: the stage has ended already
+        guard = self.guards.setdefault(item_id, {"_id": item_id, "outcome": item.get("outcome")})
+        guard[f"stages.{end.stage}.state"] = sub.get("state")
+        sub["state"] = end.state
+        settled = None
+        if item.get("outcome") is None:
+            settled = image_outcome({s: v.get("state") for s, v in stages.items()})
+        prefix = f"stages.{end.stage}"
+        fields = self.item_sets.setdefault(item_id, {})
+        fields.update({f"{prefix}.state": end.state, f"{prefix}.finished_at": now})
+        if end.error is not None:
+            fields[f"{prefix}.error"] = dict(end.error)
+        fields.update({f"{prefix}.{k}": v for k, v in end.details.items()})
+        if settled is not None:
+            fields["outcome"] = item["outcome"] = settled
+        replaced = self._update_image(end, settled)
+        counts = self.job_increments.setdefault(end.job_id, {})
+        for key, n in _increments(end, settled).items():
+            counts[key] = counts.get(key, 0) + n
+        return Ended(replaced, settled)
+
+    def _update_image(self, end: StageEnd, settled: str | None) -> Mapping[str, Any] | None:
+        update = self.image_updates.setdefault(end.image_id, {})
+        replaced = None
+        if end.record is not None:
+            record, replaced = _over_previous(self.images.setdefault(end.image_id, {}), end)
+            update.setdefault("$set", {})[f"renditions.{end.stage}"] = record
+            update.setdefault("$unset", {})[f"stage_errors.{end.stage}"] = ""
+            for folder_id, (files, size) in folder_deltas(replaced, record).items():
+                move = self.folder_moves.setdefault(folder_id, [0, 0])
+                move[0] += files
+                move[1] += size
+        elif end.error is not None:
+            update.setdefault("$set", {})[f"stage_errors.{end.stage}"] = dict(end.error)
+        if settled == FAILED and end.counts_toward_quarantine:
+            inc = update.setdefault("$inc", {})
+            inc["failure_count"] = inc.get("failure_count", 0) + 1
+        return replaced
+
+    def write(self, store: Store, now: Any, session: Session) -> bool:
+        """Items, images, folders, then jobs; False if (standalone) an item's guard lost."""
+        db = store.db
+        written = db["job_items"].bulk_write(
+            [UpdateOne(self.guards[i], {"$set": f}) for i, f in self.item_sets.items()],
+            ordered=True,
+            session=session,
+        )
+        if session is None and written.modified_count != len(self.item_sets):
+            return False
+        image_writes = [UpdateOne({"_id": i}, u) for i, u in self.image_updates.items() if u]
+        if image_writes:
+            db["images"].bulk_write(image_writes, ordered=True, session=session)
+        for folder_id, (files, size) in self.folder_moves.items():
+            if files or size:
+                db["cache_folders"].update_one(
+                    {"_id": folder_id},
+                    {"$inc": {"total_files": files, "current_size_bytes": size}},
+                    session=session,
+                )
+        for job_id, increments in self.job_increments.items():
+            db["jobs"].update_one(
+                {"_id": job_id},
+                {"$inc": increments, "$set": {"last_progress_at": now}},
+                session=session,
+            )
+        return True
+
+
+def _increments(end: StageEnd, settled: str | None) -> dict[str, int]:
+    """What one stage's end adds to its job's counters."""
+    increments = {f"stages.{end.stage}.{stage_counter_for(end.state)}": 1}
     if settled is not None:
         increments[outcome_counter(settled)] = 1
     render_ms = end.details.get("render_ms")
@@ -177,42 +333,26 @@ def _end_stage(store: Store, end: StageEnd, now: Any, session: Session) -> Ended
         increments[f"timing.{end.stage}.ms"] = int(render_ms)
         increments[f"timing.{end.stage}.n"] = 1
         increments[f"timing.{end.stage}.bytes"] = int(end.details.get("bytes", 0))
-    db["jobs"].update_one(
-        {"_id": end.job_id},
-        {"$inc": increments, "$set": {"last_progress_at": now}},
-        session=session,
-    )
-    return Ended(replaced, settled)
+    return increments
 
 
 def _over_previous(
-    store: Store, end: StageEnd, session: Session
-) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
-    """The record to write over the one there now, and the summary of what it replaces."""
+    image: dict[str, Any], end: StageEnd
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """The record to write over the one the image holds now (kept current in ``image`` for a
+    later end of the same batch), and the summary of what it replaces."""
     assert end.record is not None
-    image = store.db["images"].find_one(
-        {"_id": end.image_id}, {f"renditions.{end.stage}": 1}, session=session
-    )
-    previous = ((image or {}).get("renditions") or {}).get(end.stage)
+    renditions = image.setdefault("renditions", {})
+    previous = renditions.get(end.stage)
     replaced: Mapping[str, Any] | None
     if previous is not None and previous.get("job_id") == end.job_id:
         # this job's own record, never applied (older versions wrote it before the transition)
         replaced = previous.get("replaced")
     else:
         replaced = record_summary(previous)
-    return replaced, {**end.record, "replaced": replaced}
-
-
-def _move_folders(
-    store: Store, replaced: Mapping[str, Any] | None, record: Mapping[str, Any], session: Session
-) -> None:
-    for folder_id, (files, size_bytes) in folder_deltas(replaced, record).items():
-        if files or size_bytes:
-            store.db["cache_folders"].update_one(
-                {"_id": folder_id},
-                {"$inc": {"total_files": files, "current_size_bytes": size_bytes}},
-                session=session,
-            )
+    record = {**end.record, "replaced": replaced}
+    renditions[end.stage] = record
+    return record, replaced
 
 
 def _settle(

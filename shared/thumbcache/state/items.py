@@ -50,28 +50,6 @@ class ItemRepository:
         """Items by id."""
         return list(self._coll.find({"_id": {"$in": item_ids}})) if item_ids else []
 
-    def claim(self, job_id: str, image_id: str, stage: str, worker: str, max_attempts: int) -> bool:
-        """Start a stage: mark it running with a heartbeat and count the attempt.
-
-        False when the stage is already terminal (a duplicate) or out of attempts (poison).
-        """
-        result = self._coll.update_one(
-            {
-                "_id": job_item_id(job_id, image_id),
-                f"stages.{stage}.state": {"$in": list(OPEN_STATES)},
-                f"stages.{stage}.attempts": {"$lt": max_attempts},
-            },
-            {
-                "$set": {
-                    f"stages.{stage}.state": RUNNING,
-                    f"stages.{stage}.worker": worker,
-                    f"stages.{stage}.heartbeat_at": self._clock(),
-                },
-                "$inc": {f"stages.{stage}.attempts": 1},
-            },
-        )
-        return result.modified_count == 1
-
     def release_attempt(
         self, job_id: str, image_id: str, stage: str, error: dict[str, str]
     ) -> None:
