@@ -15,6 +15,7 @@ MongoDB-protocol server; see :func:`in_transaction` for a standalone server.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -158,8 +159,16 @@ def in_transaction(store: Store, body: Callable[[Session], T]) -> T:
     """
     if not store.supports_transactions():
         return body(None)
+    owners = store.transaction_owners
+    first_try = time.monotonic()
+
+    def attempt(session: Session) -> T:
+        owners.conflicted(first_try)  # a retry stuck behind a dead process's transaction
+        return body(session)
+
     with store.db.client.start_session() as session:
-        return session.with_transaction(body)
+        owners.register(session.session_id)
+        return session.with_transaction(attempt)
 
 
 def _claim_stages(

@@ -20,6 +20,7 @@ from thumbcache.state.images import ImageRepository
 from thumbcache.state.items import ItemRepository
 from thumbcache.state.jobs import JobRepository
 from thumbcache.state.leases import LeaseRepository
+from thumbcache.state.transaction_owners import TransactionOwners
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Store:
     alerts: AlertRepository
     dead_letters: DeadLetterRepository
     _transactions: bool | None = field(default=None, init=False, repr=False)
+    _owners: TransactionOwners | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_database(
@@ -79,6 +81,13 @@ class Store:
                     "a replica set (one node is enough) for exact counters"
                 )
         return self._transactions
+
+    @property
+    def transaction_owners(self) -> TransactionOwners:
+        """This store's record of its transaction sessions (see ``transaction_owners``)."""
+        if self._owners is None:
+            self._owners = TransactionOwners(self.db)
+        return self._owners
 
     def close(self) -> None:
         """Close the client's connections."""
