@@ -179,3 +179,30 @@ def test_a_render_process_outlives_the_thread_that_started_it(tmp_path, pool):
     # Then the same process served it: it was not killed with its first thread
     assert result.width == 300
     assert pool._idle == [process] and process.alive
+
+
+def test_one_task_returns_every_rendition_it_was_given_in_order(tmp_path, pool):
+    from thumbcache.renditions import CACHE
+
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(2400, 1600))
+    both = RenderTask(str(tmp_path), "a.jpg", THUMBNAIL, LimitSettings(), also=(CACHE,))
+    result = pool.render(both, 30)
+    (cache,) = result.also
+    assert (result.width, result.height) == (300, 200)
+    assert (cache.width, cache.height) == (1620, 1080)
+    assert Image.open(io.BytesIO(result.data)).size == (300, 200)
+    assert Image.open(io.BytesIO(cache.data)).size == (1620, 1080)
+    assert cache.fingerprint == result.fingerprint
+
+
+def test_a_reply_whose_sizes_do_not_match_its_payload_is_refused():
+    from thumbcache.sandbox.protocol import ProtocolError, result_from_json
+
+    doc = {"width": 1, "height": 1, "format": "jpeg", "quality": 85, "source_quality": None,
+           "fingerprint": {}, "also": [{"width": 2, "height": 2, "size": 10}]}  # fmt: skip
+    with pytest.raises(ProtocolError):
+        result_from_json(doc, b"12345")
+    with pytest.raises(ProtocolError):
+        result_from_json({**doc, "also": [{"size": -1}]}, b"12345")
+    ok = result_from_json(doc, b"ab" + b"0123456789")
+    assert ok.data == b"ab" and ok.also[0].data == b"0123456789" and ok.also[0].width == 2

@@ -6,7 +6,8 @@ Public API (the render and scan stages use only these names):
 - :func:`thumbcache.imaging.probe.probe` (and its :class:`~thumbcache.imaging.probe.ImageInfo`)
   — format and displayed dimensions from the header, no pixel decode; imported from its module,
   whose name it shares.
-- :func:`render` — one rendition from source bytes, as encoded bytes plus its record.
+- :func:`render` — one rendition from source bytes, as encoded bytes plus its record;
+  :func:`render_many` — several renditions from one decode.
 - :func:`set_threads` — OpenCV's thread pool size (1 by default: parallelism is the workers').
 - :func:`image_source` — names the source that decoder warnings logged in a block belong to.
 - :class:`RenderSpec`, :class:`Rendered`, :data:`ENGINE_VERSION`.
@@ -26,7 +27,7 @@ from thumbcache.imaging.decoder_warnings import image_source
 from thumbcache.imaging.formats import IMAGE_EXTENSIONS, sniff
 from thumbcache.imaging.version import ENGINE_VERSION
 
-_RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "set_threads"})
+_RENDER_NAMES = frozenset({"RenderSpec", "Rendered", "render", "render_many", "set_threads"})
 
 __all__ = [
     "ENGINE_VERSION",
@@ -35,6 +36,7 @@ __all__ = [
     "Rendered",
     "image_source",
     "render",
+    "render_many",
     "set_threads",
     "sniff",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -15,12 +16,17 @@ from thumbcache.imaging.decode import (
     planned_scale,
 )
 from thumbcache.imaging.encode import encode_jpeg, encode_webp
-from thumbcache.imaging.geometry import displayed_size, fit_within, stored_size
+from thumbcache.imaging.geometry import (
+    displayed_size,
+    fit_within,
+    integer_reduction,
+    stored_size,
+)
 from thumbcache.imaging.header import check_limits
 from thumbcache.imaging.orient import apply_orientation
 from thumbcache.imaging.quality import choose_quality, choose_subsampling, estimate_quality
 from thumbcache.imaging.raw import source_header
-from thumbcache.imaging.resize import resize
+from thumbcache.imaging.resize import box_reduce, resize
 from thumbcache.imaging.version import ENGINE_VERSION  # noqa: F401 - re-exported
 from thumbcache.renditions import RenditionSettings
 from thumbcache.settings import LimitSettings
@@ -99,7 +105,17 @@ class Prepared:
 
 def render(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Rendered:
     """Render ``data`` (a whole source image) to ``spec``; raise a PermanentError if it is bad."""
-    prepared = prepare(data, spec, limits)
+    return render_many(data, (spec,), limits)[0]
+
+
+def render_many(data: bytes, specs: Sequence[RenderSpec], limits: LimitSettings) -> list[Rendered]:
+    """Every spec from one decode of ``data`` (at the scale the largest needs): a worker that
+    holds several renditions of an image pays for one decode, the bulk of the cost."""
+    prepared = prepare_many(data, specs, limits)
+    return [_encode(p, spec) for p, spec in zip(prepared, specs, strict=True)]
+
+
+def _encode(prepared: Prepared, spec: RenderSpec) -> Rendered:
     px = prepared.pixels
     quality = choose_quality(spec.quality, prepared.source_quality)
     subsampling: str | None = None
@@ -124,6 +140,11 @@ def render(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Rendered:
 
 def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     """Everything but encoding: limits, scaled decode, fit, orientation, sRGB, background."""
+    return prepare_many(data, (spec,), limits)[0]
+
+
+def prepare_many(data: bytes, specs: Sequence[RenderSpec], limits: LimitSettings) -> list[Prepared]:
+    """:func:`prepare` for each spec, decoding once at the scale the largest target needs."""
     if not data:
         raise EmptyFile("file is empty")
     if len(data) > limits.max_file_bytes:
@@ -134,25 +155,37 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
         header.format, header.luma_table, data, header.width * header.height
     )
     shown_w, shown_h = displayed_size(header.width, header.height, header.orientation)
-    target_w, target_h = fit_within(shown_w, shown_h, spec.width, spec.height)
-    stored_w, stored_h = stored_size(target_w, target_h, header.orientation)
+    stored = []
+    for spec in specs:
+        target_w, target_h = fit_within(shown_w, shown_h, spec.width, spec.height)
+        stored.append(stored_size(target_w, target_h, header.orientation))
+    largest_w, largest_h = max(stored, key=lambda size: size[0] * size[1])
     check_scans(data, header, limits)
-    scale = planned_scale(header, stored_w, stored_h)
-    reduction = planned_reduction(header, stored_w, stored_h)
+    scale = planned_scale(header, largest_w, largest_h)
+    reduction = planned_reduction(header, largest_w, largest_h)
     check_memory(header, scale, reduction, limits)
-    decoded = decode(data, header, stored_w, stored_h)
+    decoded = decode(data, header, largest_w, largest_h)
+    del data
 
-    px = colour.drop_opaque_alpha(decoded.pixels)
-    has_alpha = px.shape[2] == 4
+    base = colour.drop_opaque_alpha(decoded.pixels)
+    has_alpha = base.shape[2] == 4
     if has_alpha:
-        px = colour.premultiply(px)
-    px = resize(px, stored_w, stored_h)
-    if has_alpha:
-        px = colour.unpremultiply(px)
-    px = apply_orientation(px, header.orientation)
+        base = colour.premultiply(base)
     mode = "RGBA" if has_alpha else "RGB"
     icc_converted = decoded.icc_converted or colour.converts(decoded.pending_icc, mode)
-    px = colour.pixels_to_srgb(px, decoded.pending_icc)
-    if has_alpha and spec.format != "webp":
-        px = colour.composite(px, spec.background)
-    return Prepared(px, source_quality, decoded.scale, header.source_format, icc_converted)
+    prepared = []
+    for spec, (stored_w, stored_h) in zip(specs, stored, strict=True):
+        reduction = integer_reduction(base.shape[1], base.shape[0], stored_w, stored_h)
+        px = resize(box_reduce(base, reduction), stored_w, stored_h)
+        if px is base and len(specs) > 1:
+            px = base.copy()  # the steps below may work in place; the next spec needs base
+        if has_alpha:
+            px = colour.unpremultiply(px)
+        px = apply_orientation(px, header.orientation)
+        px = colour.pixels_to_srgb(px, decoded.pending_icc)
+        if has_alpha and spec.format != "webp":
+            px = colour.composite(px, spec.background)
+        prepared.append(
+            Prepared(px, source_quality, decoded.scale, header.source_format, icc_converted)
+        )
+    return prepared

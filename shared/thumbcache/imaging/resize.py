@@ -43,3 +43,13 @@ def _halve(px: Pixels) -> Pixels:
     """Exact 2x2 block means (OpenCV's fast area path) of the whole blocks of ``px``."""
     h, w = px.shape[0] & ~1, px.shape[1] & ~1
     return cv2.resize(px[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
+def box_reduce(px: Pixels, factor: int) -> Pixels:
+    """Means of ``factor`` x ``factor`` blocks (OpenCV's fast integer area path), as Pillow's
+    ``reduce`` and a DCT-scaled decode give: a smaller rendition taken from pixels decoded for
+    a larger one starts where its own decode would have."""
+    if factor <= 1:
+        return px
+    h, w = px.shape[0] - px.shape[0] % factor, px.shape[1] - px.shape[1] % factor
+    return cv2.resize(px[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)

@@ -89,6 +89,7 @@ def declare_actors(
     """Declare the scan actor (if ``scan``) and the actors of ``renditions`` on ``broker``."""
     if scan:
         declare_scan_actor(broker, rt)
+    rt.hosted_renditions = tuple(dict.fromkeys((*rt.hosted_renditions, *renditions)))
     for name in renditions:
         declare_render_actor(broker, rt, name)
 

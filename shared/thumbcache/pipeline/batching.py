@@ -40,14 +40,18 @@ class GroupCommitter(Generic[W, R]):
 
     def write(self, item: W) -> R:
         """Commit ``item`` (with whatever else is waiting) and return its own result."""
-        future: Future[R] = Future()
+        return self.write_all([item])[0]
+
+    def write_all(self, items: Sequence[W]) -> list[R]:
+        """Commit ``items`` (together, as far as the batch size allows); their results."""
+        futures: list[Future[R]] = [Future() for _ in items]
         with self._cond:
-            self._waiting.append((item, future))
+            self._waiting.extend(zip(items, futures, strict=True))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return future.result()
+        return [future.result() for future in futures]
 
     def _run(self) -> None:
         while True:
@@ -87,6 +91,14 @@ class StateWriter:
         """Mark the stage running; the image document, or None (a duplicate, or poison)."""
         return self._claims.write(claim)
 
+    def claim_all(self, claims: Sequence[Claim]) -> list[dict[str, Any] | None]:
+        """:meth:`claim` for several stages, in one batch."""
+        return self._claims.write_all(claims)
+
     def end(self, end: StageEnd) -> Ended | None:
         """End the stage; what it changed, or None if it had ended already."""
         return self._ends.write(end)
+
+    def end_all(self, ends: Sequence[StageEnd]) -> list[Ended | None]:
+        """End several stages (of one image: one transaction); each one's result."""
+        return self._ends.write_all(ends)

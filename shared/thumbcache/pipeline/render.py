@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,9 @@ from thumbcache.imaging import ENGINE_VERSION
 from thumbcache.pipeline.isolation import render_slot
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
-from thumbcache.sandbox.protocol import RenderTask
-from thumbcache.state.completion import Claim, StageEnd
+from thumbcache.renditions import RenditionSettings
+from thumbcache.sandbox.protocol import RenderResult, RenderTask
+from thumbcache.state.completion import Claim, Ended, StageEnd
 from thumbcache.state.model import (
     DONE,
     FAILED,
@@ -69,79 +71,137 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
     image = rt.state_writer.claim(claim)
     if image is None:
         return _unclaimed(rt, stage, request)
+    stages = (stage, *_claim_companions(rt, stage, request))
     fault_point("before_render", request.source)
     try:
-        outcome = produce(rt, stage, request, image)
+        outcomes = produce_all(rt, stages, request, image)
     except PermanentError as exc:
         log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
-        complete(rt, stage, request, Outcome(FAILED), exc)
+        complete_all(rt, stages, request, [Outcome(FAILED)] * len(stages), exc)
         return FAILED
     except TimeLimitExceeded:
-        # Dramatiq's backstop (the database hung, not the render): give the attempt back.
-        _release_quietly(rt, stage, request, error_doc("TimeLimitExceeded", "message too slow"))
+        # Dramatiq's backstop (the database hung, not the render): give the attempts back.
+        for each in stages:
+            _release_quietly(rt, each, request, error_doc("TimeLimitExceeded", "message too slow"))
         raise
     except Exception as exc:
         error = error_doc(getattr(exc, "error_class", type(exc).__name__), str(exc))
         if last_try:
             log.error("%s %s failed after retries: %s", stage, request.source, exc)
             complete(rt, stage, request, Outcome(FAILED), error)
+            for companion in stages[1:]:  # not its last try: its own message tries again
+                _release_quietly(rt, companion, request, error)
             return FAILED
         log.warning("%s %s will be retried: %s", stage, request.source, exc)
-        _release_quietly(rt, stage, request, error)
+        for each in stages:
+            _release_quietly(rt, each, request, error)
         raise
-    complete(rt, stage, request, outcome)
+    complete_all(rt, stages, request, outcomes)
     fault_point("after_record", request.source)
-    return outcome.state
+    return outcomes[0].state
+
+
+def _claim_companions(rt: Runtime, stage: str, request: RenderRequest) -> list[str]:
+    """The image's other renditions this process serves whose stages are still pending (none
+    running elsewhere), claimed now so that one decode renders them all; their own messages
+    then find them ended (duplicates). Off with ``worker.shared_decode = false``."""
+    if not rt.settings.worker.shared_decode:
+        return []
+    others = [r for r in rt.hosted_renditions if r != stage]
+    attempts = rt.settings.worker.max_attempts
+    job, image = request.job_id, request.image_id
+    claims = [Claim(job, image, o, rt.worker_name, attempts, pending_only=True) for o in others]
+    if not claims:
+        return []
+    won = rt.state_writer.claim_all(claims)
+    return [c.stage for c, image in zip(claims, won, strict=True) if image is not None]
 
 
 def produce(
     rt: Runtime, stage: str, request: RenderRequest, image: dict[str, Any] | None = None
 ) -> Outcome:
-    """Render and write one rendition, or find it already current (skipped). ``image`` is the
-    image document as the claim read it (read here when not given).
+    """Render and write one rendition, or find it already current (skipped)."""
+    return produce_all(rt, (stage,), request, image)[0]
 
-    The file is written here (atomically, at its deterministic path); its record is written
-    when the stage ends, over whatever record is there then.
+
+@dataclass(frozen=True)
+class _Target:
+    """A rendition to render: where its file goes and the recipe it is made with."""
+
+    rendition: RenditionSettings
+    path: str
+    folder_id: str
+    recipe: str
+
+
+def produce_all(
+    rt: Runtime,
+    stages: Sequence[str],
+    request: RenderRequest,
+    image: dict[str, Any] | None = None,
+) -> list[Outcome]:
+    """Render and write the renditions of ``stages`` from one decode, or find each already
+    current (skipped). ``image`` is the image document as the claim read it (read here when not
+    given).
+
+    Files are written here (atomically, at their deterministic paths); their records are
+    written when the stages end, over whatever records are there then.
     """
     settings = rt.settings
-    rendition = settings.rendition(stage)
     collection = rt.collection(request.collection_id)
     if image is None:
         image = rt.store.images.get(request.image_id) or {}
     folder_id = str(collection["folder_id"])
-    path = rendition_path(
-        rt.folder_path(folder_id), rendition, request.collection_id, request.image_id
-    )
-    recipe = recipe_hash(rendition, ENGINE_VERSION)
-    previous = (image.get("renditions") or {}).get(stage)
-    current = rendition_is_current(
-        previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
-    )
-    if current and not request.force:
-        return Outcome(SKIPPED)
+    outcomes: list[Outcome | None] = []
+    targets: list[_Target] = []
+    for stage in stages:
+        rendition = settings.rendition(stage)
+        path = rendition_path(
+            rt.folder_path(folder_id), rendition, request.collection_id, request.image_id
+        )
+        recipe = recipe_hash(rendition, ENGINE_VERSION)
+        previous = (image.get("renditions") or {}).get(stage)
+        current = rendition_is_current(
+            previous, recipe, image.get("fingerprint") or {}, os.path.isfile(path)
+        )
+        if current and not request.force:
+            outcomes.append(Outcome(SKIPPED))
+        else:
+            outcomes.append(None)
+            targets.append(_Target(rendition, path, folder_id, recipe))
+    if not targets:
+        return [o for o in outcomes if o is not None]
     started = time.perf_counter()
-    task = RenderTask(collection["root"], request.source, rendition, settings.limits)
-    rendered = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
-    write_atomically(path, rendered.data, fsync=settings.worker.fsync)
+    task = RenderTask(
+        collection["root"], request.source, targets[0].rendition, settings.limits,
+        also=tuple(t.rendition for t in targets[1:]),
+    )  # fmt: skip
+    first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
+    render_ms = round((time.perf_counter() - started) * 1000)
+    rendered = iter(_written(rt, request, t, r, render_ms)
+                    for t, r in zip(targets, [first, *first.also], strict=True))  # fmt: skip
+    return [o if o is not None else next(rendered) for o in outcomes]
+
+
+def _written(
+    rt: Runtime, request: RenderRequest, target: _Target, rendered: RenderResult, render_ms: int
+) -> Outcome:
+    write_atomically(target.path, rendered.data, fsync=rt.settings.worker.fsync)
     fault_point("after_rename", request.source)
     record = {
-        "path": path,
-        "folder_id": folder_id,
+        "path": target.path,
+        "folder_id": target.folder_id,
         "width": rendered.width,
         "height": rendered.height,
         "bytes": rendered.bytes,
         "format": rendered.format,
         "quality": rendered.quality,
         "source_quality": rendered.source_quality,
-        "recipe": recipe,
+        "recipe": target.recipe,
         "fingerprint": rendered.fingerprint,
         "job_id": request.job_id,
     }
-    details = {
-        "bytes": rendered.bytes,
-        "quality": rendered.quality,
-        "render_ms": round((time.perf_counter() - started) * 1000),
-    }
+    details = {"bytes": rendered.bytes, "quality": rendered.quality, "render_ms": render_ms}
     return Outcome(DONE, details, record)
 
 
@@ -155,30 +215,60 @@ def complete(
     """End the stage (one transaction: see the module docstring); True for the one call that
     did. Then remove a file the new record moved away from, and finish the job if that was
     its last open stage."""
+    ended = rt.state_writer.end(_stage_end(stage, request, outcome, error))
+    if ended is None:
+        return False
+    _after_end(rt, request, outcome, ended)
+    return True
+
+
+def _stage_end(
+    stage: str,
+    request: RenderRequest,
+    outcome: Outcome,
+    error: PermanentError | dict[str, str] | None,
+) -> StageEnd:
     counts = not isinstance(error, PermanentError) or error.counts_toward_quarantine
     if isinstance(error, PermanentError):
         error = error_doc(error.error_class, str(error))
-    ended = rt.state_writer.end(
-        StageEnd(
-            request.job_id,
-            request.image_id,
-            stage,
-            outcome.state,
-            record=outcome.record,
-            error=error,
-            details=outcome.details,
-            counts_toward_quarantine=counts,
-        ),
+    return StageEnd(
+        request.job_id,
+        request.image_id,
+        stage,
+        outcome.state,
+        record=outcome.record,
+        error=error,
+        details=outcome.details,
+        counts_toward_quarantine=counts,
     )
-    if ended is None:
-        return False
+
+
+def _after_end(rt: Runtime, request: RenderRequest, outcome: Outcome, ended: Ended) -> None:
+    """Remove a file the new record moved away from; finish the job if the image settled."""
     replaced = ended.replaced
     if outcome.record and replaced is not None and replaced["path"] != outcome.record["path"]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
     if ended.settled is not None:
         finish_job_if_complete(rt, request.job_id)
-    return True
+
+
+def complete_all(
+    rt: Runtime,
+    stages: Sequence[str],
+    request: RenderRequest,
+    outcomes: Sequence[Outcome],
+    error: PermanentError | dict[str, str] | None = None,
+) -> None:
+    """:func:`complete` for several stages of one image, ended in one transaction."""
+    if len(stages) == 1:
+        complete(rt, stages[0], request, outcomes[0], error)
+        return
+    ends = [_stage_end(s, request, o, error) for s, o in zip(stages, outcomes, strict=True)]
+    results = rt.state_writer.end_all(ends)
+    for outcome, ended in zip(outcomes, results, strict=True):
+        if ended is not None:
+            _after_end(rt, request, outcome, ended)
 
 
 def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:

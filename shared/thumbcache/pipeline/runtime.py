@@ -31,6 +31,9 @@ class Runtime:
     # Called once with a job's document when it finishes (the composition root injects the
     # operations' completion rules: alerts); the pipeline itself knows nothing of operations.
     on_job_finished: Callable[[dict[str, Any]], None] | None = None
+    # The renditions whose actors this process serves (set when they are declared): a render
+    # also claims the image's other pending renditions among these and shares one decode.
+    hosted_renditions: tuple[str, ...] = ()
     _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     state_writer: StateWriter = field(init=False)  # claims and stage ends, group-committed
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)

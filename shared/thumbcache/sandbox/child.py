@@ -22,7 +22,7 @@ from typing import Any
 
 from thumbcache.errors import ImageTooLarge, PermanentError, ThumbcacheError
 from thumbcache.faults import fault_point
-from thumbcache.imaging import RenderSpec, render
+from thumbcache.imaging import Rendered, RenderSpec, render_many
 from thumbcache.sandbox.protocol import (
     ProtocolError,
     RenderTask,
@@ -66,8 +66,8 @@ def _render_one(doc: dict[str, Any], memory_mb: int) -> tuple[dict[str, Any], by
         task = RenderTask.from_json(doc)
         fault_point("in_render_process", task.source)
         data, fingerprint = read_source(task.root, parse_ref(task.source), task.limits)
-        spec = RenderSpec.from_settings(task.rendition)
-        rendered = render(data, spec, task.limits)
+        specs = [RenderSpec.from_settings(r) for r in task.renditions]
+        rendered, *also = render_many(data, specs, task.limits)
         del data
     except MemoryError:
         exc = ImageTooLarge(f"rendering needed more than the render process's {memory_mb} MB")
@@ -78,17 +78,21 @@ def _render_one(doc: dict[str, Any], memory_mb: int) -> tuple[dict[str, Any], by
         reply = _error(exc)
         reply["traceback"] = traceback.format_exc()[-MAX_DIAGNOSTIC_CHARS:]
         return reply, b""
+    reply = {"ok": True, **_facts(rendered), "fingerprint": fingerprint.to_doc()}
+    reply["also"] = [{**_facts(r), "size": r.bytes} for r in also]
+    return reply, b"".join([rendered.data, *(r.data for r in also)])
+
+
+def _facts(rendered: Rendered) -> dict[str, Any]:
     return {
-        "ok": True,
         "width": rendered.width,
         "height": rendered.height,
         "format": rendered.format,
         "quality": rendered.quality,
         "source_quality": rendered.source_quality,
-        "fingerprint": fingerprint.to_doc(),
         "decode_scale": rendered.decode_scale,
         "source_format": rendered.source_format,
-    }, rendered.data
+    }
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

@@ -29,12 +29,19 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class RenderTask:
-    """What a child renders: one source of a collection to one rendition."""
+    """What a child renders: one source of a collection to one rendition, and to ``also``
+    (more renditions of the same source, from the same decode)."""
 
     root: str
     source: str
     rendition: RenditionSettings
     limits: LimitSettings
+    also: tuple[RenditionSettings, ...] = ()
+
+    @property
+    def renditions(self) -> tuple[RenditionSettings, ...]:
+        """Every rendition of the task, the first one first."""
+        return (self.rendition, *self.also)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form sent to the child."""
@@ -43,6 +50,7 @@ class RenderTask:
             "source": self.source,
             "rendition": dataclasses.asdict(self.rendition),
             "limits": dataclasses.asdict(self.limits),
+            "also": [dataclasses.asdict(r) for r in self.also],
         }
 
     @classmethod
@@ -53,6 +61,7 @@ class RenderTask:
             source=str(doc["source"]),
             rendition=RenditionSettings(**doc["rendition"]),
             limits=LimitSettings(**doc["limits"]),
+            also=tuple(RenditionSettings(**r) for r in doc.get("also", [])),
         )
 
 
@@ -70,6 +79,7 @@ class RenderResult:
     decode_scale: int = 1
     source_format: str | None = None
     diagnostics: list[str] = field(default_factory=list)  # decoder warnings, stderr lines
+    also: list[RenderResult] = field(default_factory=list)  # the task's ``also``, in order
 
     @property
     def bytes(self) -> int:
@@ -81,8 +91,24 @@ RESULT_FIELDS = ("width", "height", "format", "quality", "source_quality", "fing
                  "decode_scale", "source_format", "diagnostics")  # fmt: skip
 
 
-def result_from_json(doc: dict[str, Any], data: bytes) -> RenderResult:
-    """A result from the child's JSON header and payload, checking the types it relies on."""
+def result_from_json(doc: dict[str, Any], payload: bytes) -> RenderResult:
+    """A result from the child's JSON header and payload (the first rendition's bytes, then
+    each of ``also``'s, their sizes in ``also[i].size``), checking the types it relies on."""
+    also = doc.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(a, dict) for a in also):
+        raise ProtocolError("malformed render result: also must be a list of objects")
+    sizes = [a.get("size") for a in also]
+    if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) > len(payload):
+        raise ProtocolError("malformed render result: sizes do not match the payload")
+    end = len(payload) - sum(sizes)
+    result = _one_result(doc, payload[:end])
+    for extra, size in zip(also, sizes, strict=True):
+        result.also.append(_one_result({**doc, **extra}, payload[end : end + size]))
+        end += size
+    return result
+
+
+def _one_result(doc: dict[str, Any], data: bytes) -> RenderResult:
     try:
         result = RenderResult(data=data, **{k: doc[k] for k in RESULT_FIELDS if k in doc})
         ints = (result.width, result.height, result.quality, result.decode_scale)

@@ -90,6 +90,7 @@ class Claim:
     stage: str
     worker: str
     max_attempts: int
+    pending_only: bool = False  # a companion stage: never taken from a worker running it
 
 
 def claim_stages(
@@ -183,7 +184,8 @@ def _claim_stages(
         item_id = job_item_id(claim.job_id, claim.image_id)
         sub = ((items.get(item_id) or {}).get("stages") or {}).get(claim.stage) or {}
         attempts = int(sub.get("attempts", 0))
-        if sub.get("state") not in OPEN_STATES or attempts >= claim.max_attempts:
+        claimable = (PENDING,) if claim.pending_only else OPEN_STATES
+        if sub.get("state") not in claimable or attempts >= claim.max_attempts:
             won.append(None)
             continue
         prefix = f"stages.{claim.stage}"
@@ -192,7 +194,7 @@ def _claim_stages(
             UpdateOne(
                 {
                     "_id": item_id,
-                    f"{prefix}.state": {"$in": list(OPEN_STATES)},
+                    f"{prefix}.state": {"$in": list(claimable)},
                     f"{prefix}.attempts": attempts,
                 },
                 {

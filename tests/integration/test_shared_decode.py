@@ -1,0 +1,103 @@
+"""A worker serving both renditions renders an image's pending ones from one decode: the first
+message claims and ends both (one transaction), the other message finds its stage ended; a
+stage running elsewhere is never taken; a bad image fails both with its reason; the counts of a
+whole job stay exact."""
+
+from __future__ import annotations
+
+import os
+
+from thumbcache.contracts import RenderRequest
+from thumbcache.pipeline.render import render_step
+from thumbcache.sandbox.pool import RenderPool
+
+from tests.invariants import assert_folders_match_disk, assert_job_exact
+from tests.pipeline_helpers import claim, drain, folder_of, make_runtime, scanned_job
+
+
+def _requests(rt, job):
+    return [
+        RenderRequest(job["_id"], i["collection_id"], i["image_id"], i["source"])
+        for i in rt.store.items.iter_job(job["_id"])
+    ]
+
+
+class CountingPool(RenderPool):
+    """The real pool, counting the tasks (decodes) it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(1024, 2)
+        self.tasks = 0
+
+    def render(self, task, time_limit):
+        self.tasks += 1
+        return super().render(task, time_limit)
+
+
+def test_one_message_renders_both_renditions_from_one_task(tmp_path, mongo_url, db_name):
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    rt.pool = CountingPool()
+    job = scanned_job(rt, folder_of(tmp_path, 3))
+    for request in _requests(rt, job):
+        assert render_step(rt, "thumbnail", request, last_try=False) == "done"
+    assert rt.pool.tasks == 3
+    for request in _requests(rt, job):  # the cache messages, arriving after
+        assert render_step(rt, "cache", request, last_try=False) == "duplicate"
+    assert rt.pool.tasks == 3
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["status"] == "done"
+    assert job["stages"]["cache"]["completed"] == job["stages"]["thumbnail"]["completed"] == 3
+    for image in rt.store.images.iter_collection(job["collection_id"]):
+        for stage in ("thumbnail", "cache"):
+            assert os.path.isfile(image["renditions"][stage]["path"])
+    assert_folders_match_disk(rt.store)
+
+
+def test_a_stage_running_elsewhere_is_left_to_its_worker(tmp_path, mongo_url, db_name):
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    job = scanned_job(rt, folder_of(tmp_path, 1))
+    (request,) = _requests(rt, job)
+    assert claim(rt.store, job["_id"], request.image_id, "cache", "other-worker", 3)
+    assert render_step(rt, "thumbnail", request, last_try=False) == "done"
+    item = rt.store.items.get(job["_id"], request.image_id)
+    assert item["stages"]["cache"]["state"] == "running"
+    assert item["stages"]["cache"]["worker"] == "other-worker"
+    assert item["stages"]["cache"]["attempts"] == 1
+
+
+def test_with_shared_decode_off_each_message_renders_its_own(tmp_path, mongo_url, db_name):
+    rt = make_runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
+    job = scanned_job(rt, folder_of(tmp_path, 1))
+    (request,) = _requests(rt, job)
+    assert render_step(rt, "thumbnail", request, last_try=False) == "done"
+    item = rt.store.items.get(job["_id"], request.image_id)
+    assert item["stages"]["cache"]["state"] == "pending"
+    assert render_step(rt, "cache", request, last_try=False) == "done"
+
+
+def test_a_broken_image_fails_both_stages_with_its_reason(tmp_path, mongo_url, db_name):
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    root = folder_of(tmp_path, 2)
+    data = (root / "p000.jpg").read_bytes()
+    (root / "p000.jpg").write_bytes(data[: len(data) // 2])  # truncated: the header reads
+    job = scanned_job(rt, root)
+    broken = next(r for r in _requests(rt, job) if r.source.endswith("p000.jpg"))
+    assert render_step(rt, "thumbnail", broken, last_try=False) == "failed"
+    item = rt.store.items.get(job["_id"], broken.image_id)
+    assert item["outcome"] == "failed"
+    for stage in ("thumbnail", "cache"):
+        assert item["stages"][stage]["state"] == "failed"
+        assert item["stages"][stage]["error"]["class"]
+    assert render_step(rt, "cache", broken, last_try=False) == "duplicate"
+
+
+def test_a_whole_job_through_the_broker_counts_each_stage_once(tmp_path, mongo_url, db_name):
+    from thumbcache.pipeline.scan import start_scan
+
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    job = start_scan(rt, str(folder_of(tmp_path, 12)))
+    drain(rt)
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["status"] == "done" and job["completed"] == 12
+    assert job["stages"]["thumbnail"]["completed"] == job["stages"]["cache"]["completed"] == 12
+    assert_folders_match_disk(rt.store)
