@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from thumbcache.broker import make_broker
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.store import connect
+from thumbcache_status.access import Access
 from thumbcache_status.app import create_app
 from thumbcache_status.openapi import build_spec
 from thumbcache_status.submit import runtime_planner, runtime_submitter
@@ -41,7 +42,7 @@ def app_for_schema(populated: Populated, mongo_url: str, tmp_path_factory: pytes
         submit_scan=runtime_submitter(rt),
         plan_scan=runtime_planner(rt),
         allowed_roots=(str(roots),),
-        api_token=TOKEN,
+        access=Access(token=TOKEN),
     )
 
 
