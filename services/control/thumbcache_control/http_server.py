@@ -40,6 +40,8 @@ class QuietHandler(WSGIRequestHandler):
 class BoundedWSGIServer(WSGIServer):
     """A WSGI server with a head gate, a handler-thread cap and time limits (module doc)."""
 
+    request_queue_size = 128  # the listen backlog: a burst of connections is not turned away
+
     def __init__(
         self,
         address: tuple[str, int],
@@ -150,7 +152,9 @@ class BoundedWSGIServer(WSGIServer):
         if busy:
             try:
                 sock.settimeout(1.0)
+                sock.recv(MAX_HEAD_BYTES)  # read what came: closing on unread data resets
                 sock.sendall(BUSY)
+                sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
             self._drop(sock)
@@ -183,6 +187,8 @@ class BoundedWSGIServer(WSGIServer):
             selector.unregister(sock)
         with self._lock:
             self._waiting.pop(sock, None)
+        with contextlib.suppress(OSError):  # read what came: closing on unread data resets
+            sock.recv(MAX_HEAD_BYTES)
         self._drop(sock)
 
     @staticmethod
