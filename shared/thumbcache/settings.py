@@ -176,16 +176,33 @@ class OpsSettings:
 
 @dataclass(frozen=True)
 class StatusSettings:
-    """The status service: which folders ``POST /v1/scans`` may scan, and whether a token is
-    required (the token itself comes from ``THUMBCACHE_API_TOKEN``, never a file)."""
+    """The status service: which folders ``POST /v1/scans`` may scan, whether a token is
+    required (the token itself comes from ``THUMBCACHE_API_TOKEN``, never a file), and what the
+    API shows and to whom (docs/OPERATIONS.md, "Securing the API")."""
 
     allowed_roots: tuple[str, ...] = ()
     require_token: bool = False
+    # With a token, reads need it too unless this is on (a public read-only dashboard).
+    public_reads: bool = False
+    # Absolute folder paths in responses (off: relative to an allowed root, or ".../name").
+    show_paths: bool = False
+    # Host names a loopback listener answers besides localhost, 127.0.0.1 and [::1].
+    allowed_hosts: tuple[str, ...] = ()
+    # A dry run (POST /v1/scans with "dry_run") stops after this many images or seconds.
+    plan_max_images: int = 1000
+    plan_max_seconds: float = 5.0
 
     def validate(self, prefix: str) -> None:
-        """Allowed roots must be absolute."""
+        """Allowed roots must be absolute and never ``/``; plan bounds positive."""
         for root in self.allowed_roots:
             _check(root.startswith("/"), f"{prefix}.allowed_roots", f"{root!r} is not absolute")
+            _check(
+                os.path.realpath(root) != "/",
+                f"{prefix}.allowed_roots",
+                "'/' would allow scans of the whole machine",
+            )
+        _check(self.plan_max_images >= 1, f"{prefix}.plan_max_images", "must be >= 1")
+        _check(self.plan_max_seconds > 0, f"{prefix}.plan_max_seconds", "must be positive")
 
 
 @dataclass(frozen=True)

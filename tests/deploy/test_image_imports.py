@@ -58,8 +58,8 @@ def test_the_status_app_builds_and_answers_without_pillow_or_opencv(
         from thumbcache_status.wsgi import build_app
         env = {"THUMBCACHE_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/%2F",
                "THUMBCACHE_MONGO_URL": sys.argv[1], "THUMBCACHE_DATABASE": sys.argv[2],
-               "THUMBCACHE_STATUS__ALLOWED_ROOTS": "/"}
-        client = testing.TestClient(build_app(env))
+               "THUMBCACHE_STATUS__ALLOWED_ROOTS": "/tmp"}
+        client = testing.TestClient(build_app(env), headers={"Host": "localhost"})
         health = client.simulate_get("/healthz")
         plan = client.simulate_post("/v1/scans", json={"source": "/tmp", "dry_run": True})
         print(json.dumps([health.status_code, plan.status_code, plan.json]))

@@ -65,6 +65,14 @@ def client(populated: Populated) -> falcon.testing.TestClient:
 
 
 @pytest.fixture
+def client_with_paths(populated: Populated) -> falcon.testing.TestClient:
+    """The app over the populated database, configured to show absolute paths."""
+    return falcon.testing.TestClient(
+        create_app(populated.store, populated.settings, show_paths=True)
+    )
+
+
+@pytest.fixture
 def fresh(mongo_url: str, db_name: str, tmp_path: Path) -> Iterator[tuple[Store, Settings]]:
     """An empty database of this test's own."""
     store = connect(mongo_url, db_name)

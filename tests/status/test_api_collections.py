@@ -11,21 +11,28 @@ from thumbcache_status.app import create_app
 from tests.status.conftest import Populated
 
 
-def test_collections_list_and_one(client: falcon.testing.TestClient, populated: Populated) -> None:
+def test_collections_list_and_one(
+    client: falcon.testing.TestClient,
+    client_with_paths: falcon.testing.TestClient,
+    populated: Populated,
+) -> None:
     collection_id = populated.job["collection_id"]
     page = client.simulate_get("/v1/collections").json
     assert [c["collection_id"] for c in page["items"]] == [collection_id]
     one = client.simulate_get(f"/v1/collections/{collection_id}").json
     assert one == page["items"][0]
-    assert one["root"] == str(populated.root.resolve())
+    assert one["root"] == ".../photos"  # no allowed root configured: only its name
+    shown = client_with_paths.simulate_get(f"/v1/collections/{collection_id}").json
+    assert shown["root"] == str(populated.root.resolve())
     assert one["last_job_id"] == populated.job["_id"]
     assert client.simulate_get(f"/v1/collections/{'0' * 16}").status_code == 404
     assert client.simulate_get("/v1/collections/..%2F..%2Fetc").status_code == 404
 
 
 def test_images_page_through_exactly_what_images_json_prints(
-    client: falcon.testing.TestClient, populated: Populated
+    client_with_paths: falcon.testing.TestClient, populated: Populated
 ) -> None:
+    client = client_with_paths  # `images --json` prints absolute paths
     collection_id = populated.job["collection_id"]
     seen, cursor = [], None
     while True:
@@ -50,8 +57,9 @@ def _rendered(client: falcon.testing.TestClient, populated: Populated) -> dict:
 
 
 def test_thumbnail_and_cache_are_served_with_etag_and_cache_headers(
-    client: falcon.testing.TestClient, populated: Populated
+    client_with_paths: falcon.testing.TestClient, populated: Populated
 ) -> None:
+    client = client_with_paths  # the test reads the files the records name
     image = _rendered(client, populated)
     for stage in ("thumbnail", "cache"):
         resp = client.simulate_get(f"/v1/images/{image['image_id']}/{stage}")

@@ -13,6 +13,7 @@ from thumbcache.contracts import SCAN_QUEUE
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.store import Store, connect
+from thumbcache_status.access import Access
 from thumbcache_status.app import create_app
 from thumbcache_status.submit import runtime_planner, runtime_submitter
 
@@ -35,7 +36,7 @@ def scans(fresh: tuple[Store, Settings], tmp_path: Path):
         settings,
         submit_scan=runtime_submitter(rt),
         allowed_roots=(str(allowed),),
-        api_token=TOKEN,
+        access=Access(token=TOKEN),
     )
     return falcon.testing.TestClient(app), rt, allowed
 
@@ -58,7 +59,11 @@ def test_a_scan_is_accepted_its_job_created_and_its_message_queued(scans) -> Non
     assert job is not None and job["force"] is True
     assert job["root"] == str((allowed / "photos").resolve())
     assert rt.broker.queues[SCAN_QUEUE].qsize() == 1
-    assert client.simulate_get(f"/v1/jobs/{job_id}").json["status"] == "running"
+    # With a token configured, reads need it too.
+    assert client.simulate_get(f"/v1/jobs/{job_id}").status_code == 401
+    shown = client.simulate_get(f"/v1/jobs/{job_id}", headers=AUTH).json
+    assert shown["status"] == "running"
+    assert shown["root"] == "allowed/photos"  # from its allowed root's name on
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import make_server
 
 import pytest
 from selenium import webdriver
@@ -26,9 +25,11 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
-from thumbcache_control.serve import Embedded, _QuietHandler, _ThreadingServer, embedded_service
+from thumbcache_control.http_server import BoundedWSGIServer
+from thumbcache_control.serve import Embedded, embedded_service
+from thumbcache_status.access import access_for
 
-from tests.status.conftest import write_images
+from tests.status.conftest import TOKEN, write_images
 
 pytestmark = pytest.mark.integration
 
@@ -61,10 +62,11 @@ def browser() -> Iterator[webdriver.Chrome]:
 def service(fresh: tuple[Store, Settings], tmp_path: Path) -> Iterator[tuple[Embedded, str]]:
     """The all-in-one service on a free port, its worker not yet started."""
     _, settings = fresh
-    with embedded_service(settings, allowed_roots=(str(tmp_path),), start_worker=False) as svc:
-        httpd = make_server(
-            "127.0.0.1", 0, svc.app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+    access = access_for(settings.status, TOKEN, ["127.0.0.1:0"])  # every read needs it too
+    with embedded_service(
+        settings, allowed_roots=(str(tmp_path),), access=access, start_worker=False
+    ) as svc:
+        httpd = BoundedWSGIServer(("127.0.0.1", 0), svc.app)
         thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
         try:
@@ -110,13 +112,14 @@ def test_progress_moves_and_thumbnails_appear(
     request = urllib.request.Request(
         f"{url}/v1/scans",
         data=json.dumps({"source": str(tmp_path / "holiday-photos")}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         job_id = json.load(resp)["job_id"]
     store = svc.runtime.store
 
-    browser.get(f"{url}/?refresh=250")
+    # The token in the fragment (never sent to the server); the page keeps it for the tab.
+    browser.get(f"{url}/?refresh=250#token={TOKEN}")
     seen = [wait_until(lambda: shown_progress(browser, job_id), 20, "the job card")]
     assert seen[0][:2] == ("running", 0)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from thumbcache.errors import ConfigError
 from thumbcache.settings import load_settings
-from thumbcache_control.serve import is_loopback, serve
+from thumbcache_control.serve import is_loopback, scan_roots, serve
 
 from tests.status.conftest import write_images
 
@@ -105,3 +105,22 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path)
         serve(settings, "0.0.0.0", 0)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_scan_roots_come_from_the_flag_and_the_settings_and_never_include_slash(
+    tmp_path: Path,
+) -> None:
+    configured = load_settings(
+        env={"THUMBCACHE_STATUS__ALLOWED_ROOTS": str(tmp_path / "a")}, files=[]
+    )
+    given = (str(tmp_path / "b"),)
+    assert scan_roots(configured, given, "/home") == (str(tmp_path / "b"), str(tmp_path / "a"))
+    assert scan_roots(configured, None, "/home") == (str(tmp_path / "a"),)  # no cwd default
+    bare = load_settings(env={}, files=[])
+    assert scan_roots(bare, None, str(tmp_path)) == (str(tmp_path),)
+    with pytest.raises(ConfigError, match="the current directory is /"):
+        scan_roots(bare, None, "/")  # `thumbcache serve` started from /
+    with pytest.raises(ConfigError, match="an allowed root is /"):
+        scan_roots(bare, ("/tmp/..",), str(tmp_path))
+    with pytest.raises(ConfigError, match=r"status\.allowed_roots"):
+        load_settings(env={"THUMBCACHE_STATUS__ALLOWED_ROOTS": "/"}, files=[])

@@ -176,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-root",
         action="append",
-        help="a folder POST /v1/scans may scan (repeatable; default: the current directory)",
+        help="a folder POST /v1/scans may scan (repeatable; adds to [status] allowed_roots; "
+        "default: the current directory; never /)",
     )
     serve.set_defaults(handler=_cmd_serve)
 

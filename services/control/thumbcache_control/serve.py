@@ -8,17 +8,14 @@ server stops accepting, workers finish their current message, the database serve
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 from thumbcache.errors import CollectionBusy, ConfigError
@@ -28,8 +25,13 @@ from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import prepare_collection
 from thumbcache.pipeline.settle import recount_job
 from thumbcache.settings import Settings
+from thumbcache_status.access import UNGUARDED, Access, access_for, is_loopback
 from thumbcache_status.app import create_app
 from thumbcache_status.submit import Submitter, runtime_planner, runtime_submitter
+
+from thumbcache_control.http_server import BoundedWSGIServer
+
+__all__ = ["Embedded", "embedded_service", "is_loopback", "scan_roots", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def embedded_service(
     settings: Settings,
     *,
     allowed_roots: tuple[str, ...],
-    api_token: str | None = None,
+    access: Access = UNGUARDED,
     start_worker: bool = True,
 ) -> Iterator[Embedded]:
     """Every stage hosted in this process, and the status app over its store, for the block.
@@ -72,7 +74,8 @@ def embedded_service(
             submit_scan=owning_submitter(host, runtime_submitter(rt)),
             plan_scan=runtime_planner(rt),
             allowed_roots=allowed_roots,
-            api_token=api_token,
+            access=access,
+            show_paths=rt.settings.status.show_paths,
             queue_depths=host.queue_depths,
         )
         if start_worker:
@@ -95,24 +98,19 @@ def owning_submitter(host: Host, submit: Submitter) -> Submitter:
     return submit_owned
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    block_on_close = False
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def scan_roots(settings: Settings, given: Iterable[str] | None, cwd: str) -> tuple[str, ...]:
+    """The folders scans may start under: ``--allow-root`` and ``[status] allowed_roots``
+    together, else the current directory; ``/`` is refused (ConfigError), however named."""
+    roots = (*(given or ()), *settings.status.allowed_roots) or (cwd,)
+    roots = tuple(dict.fromkeys(os.path.realpath(r) for r in roots))
+    if "/" in roots:
+        defaulted = not given and not settings.status.allowed_roots
+        where = "the current directory is /" if defaulted else "an allowed root is /"
+        raise ConfigError(
+            f"{where}: scans of the whole machine are refused; pass --allow-root FOLDER "
+            "or set [status] allowed_roots"
+        )
+    return roots
 
 
 def serve(
@@ -126,17 +124,17 @@ def serve(
 ) -> int:
     """Run the all-in-one service until SIGTERM or SIGINT; return the exit status (0).
 
-    ``api_token`` is the caller's ``THUMBCACHE_API_TOKEN``; listening beyond loopback without
-    one is refused. ``allowed_roots`` defaults to the current directory. ``on_ready`` gets the
-    URL once the server listens (port 0 picks a free port).
+    ``api_token`` is the caller's ``THUMBCACHE_API_TOKEN``: with one, every data route needs
+    it; listening beyond loopback without one is refused, and on loopback only requests for
+    localhost are answered. ``allowed_roots`` (``--allow-root``) add to the settings' roots,
+    which default to the current directory. ``on_ready`` gets the URL once the server listens
+    (port 0 picks a free port).
     """
-    if not is_loopback(host) and not api_token:
-        raise ConfigError(f"serving on {host} needs THUMBCACHE_API_TOKEN (or use 127.0.0.1)")
-    roots = allowed_roots if allowed_roots is not None else (os.getcwd(),)
-    with embedded_service(settings, allowed_roots=roots, api_token=api_token) as service:
-        httpd = make_server(
-            host, port, service.app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    access = access_for(settings.status, api_token, [address])
+    roots = scan_roots(settings, allowed_roots, os.getcwd())
+    with embedded_service(settings, allowed_roots=roots, access=access) as service:
+        httpd = BoundedWSGIServer((host, port), service.app)
         stop = _install_stop_handlers(httpd)
         url = f"http://{host}:{httpd.server_port}"
         log.info("thumbcache serving on %s (scans allowed under %s)", url, ":".join(roots))
@@ -150,7 +148,7 @@ def serve(
     return 0
 
 
-def _install_stop_handlers(httpd: WSGIServer) -> Callable[[], None]:
+def _install_stop_handlers(httpd: BoundedWSGIServer) -> Callable[[], None]:
     """SIGTERM/SIGINT shut the server down (from another thread: shutdown() waits for it)."""
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 

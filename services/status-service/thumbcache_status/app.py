@@ -11,9 +11,11 @@ from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.store import Store
 
 from thumbcache_status import errors
+from thumbcache_status.access import UNGUARDED, Access, AccessGuard
 from thumbcache_status.collector import QueueDepths, StateCollector, build_registry
 from thumbcache_status.openapi import build_spec
 from thumbcache_status.reader import ITEM_SCAN_BUDGET, StatusReader
+from thumbcache_status.redact import HidePaths, PathRedactor
 from thumbcache_status.resources.collections import (
     CollectionImages,
     CollectionItem,
@@ -48,7 +50,8 @@ def create_app(
     submit_scan: Submitter | None = None,
     plan_scan: Planner | None = None,
     allowed_roots: tuple[str, ...] = (),
-    api_token: str | None = None,
+    access: Access = UNGUARDED,
+    show_paths: bool = False,
     queue_depths: QueueDepths | None = None,
     clock: Clock = utcnow,
     static_dir: Path = STATIC_DIR,
@@ -58,14 +61,19 @@ def create_app(
     """The status service over ``store``.
 
     ``submit_scan`` creates a scan job (None: ``POST /v1/scans`` answers 503); scans are taken
-    only under ``allowed_roots`` (none: every source is refused); ``api_token`` (from
-    ``THUMBCACHE_API_TOKEN``, read by the caller) guards the write endpoint when set.
+    only under ``allowed_roots`` (none: every source is refused). ``access`` (built by
+    :func:`~thumbcache_status.access.access_for` at the edge) holds the token every data route
+    needs and the Host names a loopback listener answers; absolute folder paths appear only
+    with ``show_paths``.
     ``opener`` opens rendition files (a test may make it fail). The renditions of ``settings``
     name the image records, the rendition routes and the OpenAPI document.
     """
     renditions = settings.rendition_names
     reader = StatusReader(store, item_scan_budget)
-    app = falcon.App(middleware=[SecurityHeaders()])
+    middleware: list[Any] = [SecurityHeaders(), AccessGuard(access)]
+    if not show_paths:
+        middleware.append(HidePaths(PathRedactor(allowed_roots)))
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = True  # ``?status=`` is bad input, not no input
     errors.install(app)
@@ -86,5 +94,5 @@ def create_app(
     app.add_route("/v1/images/{image_id}/{rendition}", Rendition(reader, renditions, opener))
     app.add_route("/v1/cache-folders", CacheFolders(reader))
     app.add_route("/v1/alerts", Alerts(reader))
-    app.add_route("/v1/scans", Scans(submit_scan, tuple(allowed_roots), api_token, plan_scan))
+    app.add_route("/v1/scans", Scans(submit_scan, tuple(allowed_roots), plan_scan))
     return app

@@ -1,4 +1,4 @@
-"""Bearer-token check for the write endpoints (constant-time comparison)."""
+"""Bearer-token check of a request (constant-time comparison)."""
 
 from __future__ import annotations
 

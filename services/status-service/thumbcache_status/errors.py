@@ -52,6 +52,12 @@ class ForbiddenError(ApiError):
     status = falcon.HTTP_403
 
 
+class MisdirectedRequestError(ApiError):
+    """The Host header names no host this server answers for (DNS rebinding)."""
+
+    status = "421 Misdirected Request"
+
+
 class NotFoundError(ApiError):
     """No such job, collection, image or rendition."""
 

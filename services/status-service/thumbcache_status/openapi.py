@@ -57,6 +57,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "another process is running a job of that collection",
         413: "body too large",
         415: "body is not JSON",
+        421: "the Host header names no host this loopback server answers for",
         503: "a dependency is down",
     }
     return {str(c): _json(_ref("Error"), names[c]) for c in codes}
@@ -251,6 +252,8 @@ def _schemas(renditions: Sequence[str]) -> dict[str, Any]:
                 "expected_bytes": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "expected_cpu_seconds": {"type": "number"},
                 "basis": {"type": "string", "enum": ["measured", "default"]},
+                "truncated": {"type": "boolean"},
+                "truncated_by": _nullable({"type": "string", "enum": ["images", "seconds"]}),
             },
         },
     }
@@ -292,14 +295,36 @@ def _rendition(renditions: Sequence[str]) -> dict[str, Any]:
     }
 
 
+SECURITY_NOTE = (
+    "With a token configured (THUMBCACHE_API_TOKEN; always when the service listens beyond "
+    "loopback) every route needs 'Authorization: Bearer <token>' but the probes and the "
+    "dashboard's page shell; status.public_reads opens the reads. A loopback listener answers "
+    "only requests whose Host is localhost, 127.0.0.1 or [::1] (421 otherwise)."
+)
+OPEN_OPERATIONS = ("/healthz", "/readyz")
+
+
 def build_spec(renditions: Sequence[str]) -> dict[str, Any]:
-    """The whole OpenAPI document, for the configured renditions."""
+    """The whole OpenAPI document, for the configured renditions (bearer security on every
+    operation but the probes)."""
+    spec = _document(renditions)
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if path in OPEN_OPERATIONS:
+                operation["security"] = []
+            else:
+                operation["responses"].update(_errors(401, 421))
+    return spec
+
+
+def _document(renditions: Sequence[str]) -> dict[str, Any]:
     job_id = _path("job_id", JOB_ID_PATTERN)
     collection_id = _path("collection_id", COLLECTION_ID_PATTERN)
     page = _json
     return {
         "openapi": "3.0.3",
-        "info": {"title": "thumbcache status API", "version": "1"},
+        "info": {"title": "thumbcache status API", "version": "1", "description": SECURITY_NOTE},
+        "security": [{"bearer": []}],
         "paths": {
             "/healthz": _get("The process is up", page(_ref("Health"), "up"), []),
             "/readyz": _get(
@@ -366,7 +391,6 @@ def build_spec(renditions: Sequence[str]) -> dict[str, Any]:
             "/v1/scans": {
                 "post": {
                     "summary": "Submit a scan of a folder under an allowed root",
-                    "security": [{"bearer": []}],
                     "requestBody": {
                         "required": True,
                         "content": {JSON: {"schema": _ref("ScanRequest")}},

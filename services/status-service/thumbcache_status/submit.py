@@ -95,7 +95,8 @@ def runtime_submitter(rt: Runtime) -> Submitter:
 
 
 def runtime_planner(rt: Runtime) -> Planner:
-    """Plan a scan without rendering or writing anything (``"dry_run": true``).
+    """Plan a scan without rendering or writing anything (``"dry_run": true``), bounded by
+    ``status.plan_max_images`` and ``status.plan_max_seconds`` (the answer says when it was cut).
 
     A plan reads every image's header, which needs Pillow: the status image does not install
     it (the ``status`` extra), so there a dry run is refused with that reason instead of
@@ -112,7 +113,11 @@ def runtime_planner(rt: Runtime) -> Planner:
 
         return refuse
 
+    bounds = rt.settings.status
+
     def plan(source: str) -> dict[str, Any]:
-        return plan_source(rt, source)
+        return plan_source(
+            rt, source, max_images=bounds.plan_max_images, max_seconds=bounds.plan_max_seconds
+        )
 
     return plan

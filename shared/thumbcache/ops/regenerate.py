@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +97,7 @@ class Plan:
     render: dict[str, int] = field(default_factory=dict)
     skip: dict[str, int] = field(default_factory=dict)
     all_skipped: int = 0
+    truncated: str | None = None  # why the plan stopped early ("images" or "seconds")
 
     def to_dict(self, averages: dict[str, dict[str, float]], basis: str) -> dict[str, Any]:
         """The JSON form, with the expected bytes and CPU time from ``averages``."""
@@ -111,11 +114,26 @@ class Plan:
             "expected_bytes": {self.folder: round(expected_bytes)},
             "expected_cpu_seconds": round(cpu_ms / 1000.0, 1),
             "basis": basis,
+            # The counts cover only the images planned before the bound was reached.
+            "truncated": self.truncated is not None,
+            "truncated_by": self.truncated,
         }
 
 
-def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
-    """Walk ``source`` and read headers like a scan, but render and write nothing."""
+def plan_source(
+    rt: Runtime,
+    source: str,
+    *,
+    max_images: int | None = None,
+    max_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Walk ``source`` and read headers like a scan, but render and write nothing.
+
+    With ``max_images`` or ``max_seconds`` the plan stops at that bound (its walk too) and
+    says so (``truncated``); without them it covers the whole tree.
+    """
+    deadline = None if max_seconds is None else clock() + max_seconds
     root = os.path.realpath(source)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{source} is not a directory")
@@ -129,11 +147,28 @@ def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
         skip=dict.fromkeys(stages, 0),
     )
     recipes = current_recipes(rt, stages)
-    candidates = walk(root, rt.settings.limits, skip=own_folder_identities(rt))
-    while chunk := list(itertools.islice(candidates, rt.settings.scan.chunk_size)):
+    stopped = False
+
+    def out_of_time() -> bool:
+        nonlocal stopped
+        stopped = stopped or (deadline is not None and clock() >= deadline)
+        return stopped
+
+    candidates = walk(root, rt.settings.limits, skip=own_folder_identities(rt), stop=out_of_time)
+    chunk_size = rt.settings.scan.chunk_size
+    if max_images is not None:
+        # One more than the bound: an extra candidate tells a cut plan from an exact fit.
+        candidates = itertools.islice(candidates, max_images + 1)
+    while chunk := list(itertools.islice(candidates, chunk_size)):
         ids = [image_id_for(collection_id, str(c.ref)) for c in chunk]
         known = rt.store.images.get_many(ids)
         for image_id, candidate in zip(ids, chunk, strict=True):
+            if max_images is not None and plan.images >= max_images:
+                plan.truncated = "images"
+                break
+            if out_of_time():
+                plan.truncated = "seconds"
+                break
             plan.images += 1
             image: dict[str, Any] = {"fingerprint": candidate.fingerprint.to_doc()}
             if candidate.error or read_header(rt, root, candidate, image):
@@ -148,6 +183,10 @@ def plan_source(rt: Runtime, source: str) -> dict[str, Any]:
                 else:
                     plan.render[stage] += 1
             plan.all_skipped += skipped == len(stages)
+        if plan.truncated:
+            break
+    if plan.truncated is None and stopped:
+        plan.truncated = "seconds"  # the walk itself was cut short
     averages, basis = measured_averages(rt)
     return plan.to_dict(averages, basis)
 

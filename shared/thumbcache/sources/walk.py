@@ -19,7 +19,7 @@ import os
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -59,14 +59,16 @@ def walk(
     limits: LimitSettings,
     after: tuple[str, ...] = (),
     skip: frozenset[DirIdentity] = frozenset(),
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[Candidate]:
     """Yield candidates under ``root`` in key order, strictly after the key ``after``, never
-    entering a folder whose identity is in ``skip``."""
+    entering a folder whose identity is in ``skip``; end early once ``stop()`` is true (asked
+    at every entry, so a tree without images cannot hold the caller past it)."""
     real_root = os.path.realpath(root)
     identity = dir_identity(real_root)
     if identity in skip:
         return
-    yield from _walk_dir(real_root, real_root, (), after, limits, {identity}, skip)
+    yield from _walk_dir(real_root, real_root, (), after, limits, {identity}, skip, stop)
 
 
 def dir_identity(path: str) -> DirIdentity:
@@ -83,6 +85,7 @@ def _walk_dir(
     limits: LimitSettings,
     ancestors: set[DirIdentity],
     skip: frozenset[DirIdentity],
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[Candidate]:
     depth = len(prefix)
     bound = after[depth] if len(after) > depth and after[:depth] == prefix else None
@@ -92,6 +95,8 @@ def _walk_dir(
     except OSError:
         return  # unreadable directory: nothing to yield, the rest of the walk goes on
     for written, name in names:
+        if stop is not None and stop():
+            return
         if bound is not None and written < bound:
             continue
         key = (*prefix, written)
@@ -103,7 +108,7 @@ def _walk_dir(
             if identity in ancestors or identity in skip:
                 continue  # a link loop, or the project's own folder
             yield from _walk_dir(
-                real_root, path, key, child_after, limits, ancestors | {identity}, skip
+                real_root, path, key, child_after, limits, ancestors | {identity}, skip, stop
             )
         elif kind == "file":
             relative = path[len(real_root) + 1 :]

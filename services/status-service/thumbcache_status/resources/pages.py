@@ -8,9 +8,10 @@ from typing import Any
 import falcon
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-# The page loads its own script and style only; images come from this API.
+# The page loads its own script and style only; images come from this API (as blobs when
+# a token is needed: an <img> cannot send one).
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 

@@ -7,7 +7,6 @@ import json
 import falcon
 
 from thumbcache_status import params
-from thumbcache_status.auth import check_bearer
 from thumbcache_status.errors import (
     BadRequestError,
     PayloadTooLargeError,
@@ -20,23 +19,21 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 class Scans:
-    """Creates a scan job (202) once the token, body and source check out."""
+    """Creates a scan job (202) once the body and source check out (the token is checked by
+    :class:`~thumbcache_status.access.AccessGuard`, like every data route's)."""
 
     def __init__(
         self,
         submit: Submitter | None,
         allowed_roots: tuple[str, ...],
-        api_token: str | None,
         plan: Planner | None = None,
     ) -> None:
         self._submit = submit
         self._plan = plan
         self._roots = allowed_roots
-        self._token = api_token
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Check, then submit; answer with the new job's id."""
-        check_bearer(req.get_header("Authorization"), self._token)
         params.check_known(req.params, ())
         body = parse_scan_body(_read_json(req))
         if body.dry_run:

@@ -21,10 +21,53 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// The API token, when the service has one: from the fragment (/#token=..., which browsers never
+// send to the server) or typed into the header's field; kept for this tab only.
+const TOKEN_KEY = "thumbcache-token";
+let token = takeToken();
+
+function takeToken() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    const rest = location.hash.replace(/(^#|&)token=[^&]*/, "$1").replace(/^#&/, "#");
+    history.replaceState(null, "", location.pathname + location.search + (rest === "#" ? "" : rest));
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function authHeaders() {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askToken() {
+  const box = document.getElementById("token-box");
+  if (!box.hidden) return;
+  box.hidden = false;
+  document.getElementById("token-use").addEventListener("click", () => {
+    token = document.getElementById("token").value.trim() || null;
+    if (token) sessionStorage.setItem(TOKEN_KEY, token); else sessionStorage.removeItem(TOKEN_KEY);
+    box.hidden = true;
+  });
+}
+
 async function api(path) {
-  const resp = await fetch(path, { headers: { Accept: "application/json" } });
+  const resp = await fetch(path, { headers: { Accept: "application/json", ...authHeaders() } });
+  if (resp.status === 401) askToken();
   if (!resp.ok) throw new Error(`${path}: ${resp.status}`);
   return resp.json();
+}
+
+// An <img> cannot send a header: with a token the image is fetched and shown from a blob.
+function loadImage(img, url) {
+  if (!token) { img.src = url; return; }
+  fetch(url, { headers: authHeaders() })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`${url}: ${r.status}`))))
+    .then((blob) => {
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+      img.src = URL.createObjectURL(blob);
+    })
+    .catch((err) => console.warn(err));
 }
 
 function duration(seconds) {
@@ -164,8 +207,8 @@ function tile(image) {
   const rendition = gridRendition(image);
   let visual;
   if (rendition) {
-    visual = el("img", { class: "thumb", alt: image.source, loading: "lazy",
-                         src: `/v1/images/${image.image_id}/${rendition}` });
+    visual = el("img", { class: "thumb", alt: image.source, loading: "lazy" });
+    loadImage(visual, `/v1/images/${image.image_id}/${rendition}`);
   } else {
     visual = el("div", { class: "missing" + (image.error ? " failed" : "") }, image.error ? "failed" : "…");
     if (image.error) visual.title = image.error;
