@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from thumbcache.bench.corpus import Sample, build_corpus
-from thumbcache.imaging import RenderSpec, render, set_threads
+from thumbcache.imaging import RenderSpec, render, render_many, set_threads
 from thumbcache.imaging.geometry import (
     decode_denominator,
     displayed_size,
@@ -154,6 +154,54 @@ def measure(corpus: list[Sample], methods: dict[str, Method], rounds: int) -> di
     return {key: statistics.mean(values) for key, values in per_kind.items()}
 
 
+def measure_one_decode(
+    corpus: list[Sample], rounds: int, peer: Method | None
+) -> dict[tuple[str, str], float]:
+    """Both renditions per image, ms: the engine as two renders, the engine from one decode
+    (``render_many``, what a worker serving both renditions runs), and ``peer`` as two calls;
+    interleaved and shuffled per round like :func:`measure`, averaged per kind."""
+    specs = list(STAGES.values())
+    ways: dict[str, Callable[[bytes], object]] = {
+        "engine_two_renders": lambda data: [render(data, s, LIMITS) for s in specs],
+        "engine_one_decode": lambda data: render_many(data, specs, LIMITS),
+    }
+    if peer is not None:
+        ways["pyvips_two_calls"] = lambda data: [peer(data, s) for s in specs]
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order = [(sample, way) for sample in corpus for way in ways]
+    rng = random.Random(2)
+    for r in range(rounds + 1):
+        rng.shuffle(order)
+        for sample, way in order:
+            t0 = time.perf_counter()
+            ways[way](sample.data)
+            if r:
+                times[(sample.name, way)].append((time.perf_counter() - t0) * 1000.0)
+    per_kind: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (name, way), values in times.items():
+        kind = next(s.kind for s in corpus if s.name == name)
+        per_kind[(kind, way)].append(statistics.median(values))
+    return {key: statistics.mean(values) for key, values in per_kind.items()}
+
+
+def one_decode_report(corpus: list[Sample], ms: dict[tuple[str, str], float]) -> str:
+    """The Markdown table of :func:`measure_one_decode`, with the ratios."""
+    present = {way for _, way in ms}
+    order = ("engine_two_renders", "engine_one_decode", "pyvips_two_calls")
+    ways = [w for w in order if w in present]
+    lines = [
+        "| source | " + " | ".join(ways) + " | one decode vs two renders | vs pyvips |",
+        "| --- | " + " | ".join("---:" for _ in ways) + " | ---: | ---: |",
+    ]
+    for kind in dict.fromkeys(s.kind for s in corpus):
+        one, two = ms[(kind, "engine_one_decode")], ms[(kind, "engine_two_renders")]
+        peer = ms.get((kind, "pyvips_two_calls"))
+        versus = f"{one / peer:.2f}x" if peer else "-"
+        cells = " | ".join(f"{ms[(kind, w)]:.1f}" for w in ways)
+        lines.append(f"| {kind} | {cells} | {one / two:.2f}x | {versus} |")
+    return "\n".join(lines)
+
+
 def webp_effort_table(repeats: int = 5) -> list[tuple[str, float, int]]:
     """Encode cost and size of one 1440x1080 photo as JPEG q85 and WebP q85 per method."""
     from thumbcache.bench.corpus import photo_like
@@ -215,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {len(corpus)} images built in {time.perf_counter() - t0:.1f} s")
     ms = measure(corpus, methods, args.rounds)
     print(report(corpus, ms, list(methods), denominators, args.rounds))
+    print()
+    print("Both renditions of an image, ms (one core, median of the same rounds):")
+    print()
+    shared = measure_one_decode(corpus, args.rounds, methods.get("pyvips"))
+    print(one_decode_report(corpus, shared))
     print()
     print("| encode of a 1440x1080 photo | ms | bytes |")
     print("| --- | ---: | ---: |")
