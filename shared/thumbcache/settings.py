@@ -95,7 +95,9 @@ class WorkerSettings:
     render_processes: int = 0
     # A worker serving several renditions renders an image's pending ones from one decode
     # (its other messages then find them done): both renditions of a 12 MP photo in 0.65x the
-    # time of two renders (docs/BENCHMARKS.md).
+    # time of two renders (docs/BENCHMARKS.md). Every decode is then planned for all configured
+    # renditions (a rendition's bytes never depend on its company); off where each rendition
+    # has its own workers (config/base.toml).
     shared_decode: bool = True
     scan_time_limit_seconds: int = 600
     shutdown_timeout_seconds: int = 600

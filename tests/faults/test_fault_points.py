@@ -143,7 +143,11 @@ def test_a_crash_between_rename_record_and_ack_is_redelivered_without_loss_or_do
 
 def _scanned_job(tmp_path, mongo_url, db_name):
     """Two images scanned; their render messages stay queued (the test delivers them)."""
-    rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"))
+    # (each message renders only its own stage: the crash windows are a stage's own)
+    rt = make_runtime(
+        tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"),
+        worker__shared_decode="false",
+    )  # fmt: skip
     job = start_scan(rt, str(folder_of(tmp_path, 2)))
     (message,) = scan_messages(rt)
     rt.broker.flush("scan")

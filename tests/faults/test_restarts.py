@@ -457,7 +457,11 @@ def test_a_database_error_after_the_winning_transition_still_finishes_the_job(
     tmp_path: Path, mongo_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a one-image job whose thumbnail is done and whose cache render is under way
-    rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"))
+    # (each message renders only its own stage: the crash windows are a stage's own)
+    rt = make_runtime(
+        tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"),
+        worker__shared_decode="false",
+    )  # fmt: skip
     job = start_scan(rt, str(folder_of(tmp_path, 1)))
     assert scan_step(rt, ScanRequest(job["_id"], job["collection_id"]))
     item = next(rt.store.items.iter_job(job["_id"]))

@@ -108,10 +108,17 @@ def render(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Rendered:
     return render_many(data, (spec,), limits)[0]
 
 
-def render_many(data: bytes, specs: Sequence[RenderSpec], limits: LimitSettings) -> list[Rendered]:
-    """Every spec from one decode of ``data`` (at the scale the largest needs): a worker that
-    holds several renditions of an image pays for one decode, the bulk of the cost."""
-    prepared = prepare_many(data, specs, limits)
+def render_many(
+    data: bytes,
+    specs: Sequence[RenderSpec],
+    limits: LimitSettings,
+    decode_for: Sequence[RenderSpec] = (),
+) -> list[Rendered]:
+    """Every spec from one decode of ``data`` (at the scale the largest of ``specs`` and
+    ``decode_for`` needs): a worker that holds several renditions of an image pays for one
+    decode, the bulk of the cost. Planning the decode for a fixed ``decode_for`` (every
+    configured rendition) makes each spec's bytes the same whichever others it comes with."""
+    prepared = prepare_many(data, specs, limits, decode_for)
     return [_encode(p, spec) for p, spec in zip(prepared, specs, strict=True)]
 
 
@@ -143,8 +150,14 @@ def prepare(data: bytes, spec: RenderSpec, limits: LimitSettings) -> Prepared:
     return prepare_many(data, (spec,), limits)[0]
 
 
-def prepare_many(data: bytes, specs: Sequence[RenderSpec], limits: LimitSettings) -> list[Prepared]:
-    """:func:`prepare` for each spec, decoding once at the scale the largest target needs."""
+def prepare_many(
+    data: bytes,
+    specs: Sequence[RenderSpec],
+    limits: LimitSettings,
+    decode_for: Sequence[RenderSpec] = (),
+) -> list[Prepared]:
+    """:func:`prepare` for each spec, decoding once at the scale the largest target (of
+    ``specs`` and ``decode_for``) needs."""
     if not data:
         raise EmptyFile("file is empty")
     if len(data) > limits.max_file_bytes:
@@ -156,10 +169,11 @@ def prepare_many(data: bytes, specs: Sequence[RenderSpec], limits: LimitSettings
     )
     shown_w, shown_h = displayed_size(header.width, header.height, header.orientation)
     stored = []
-    for spec in specs:
+    for spec in (*specs, *decode_for):
         target_w, target_h = fit_within(shown_w, shown_h, spec.width, spec.height)
         stored.append(stored_size(target_w, target_h, header.orientation))
     largest_w, largest_h = max(stored, key=lambda size: size[0] * size[1])
+    stored = stored[: len(specs)]
     check_scans(data, header, limits)
     scale = planned_scale(header, largest_w, largest_h)
     reduction = planned_reduction(header, largest_w, largest_h)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
 from thumbcache.renditions import RenditionSettings
 from thumbcache.sandbox.protocol import RenderResult, RenderTask
+from thumbcache.settings import Settings
 from thumbcache.state.completion import Claim, Ended, StageEnd
 from thumbcache.state.model import (
     DONE,
@@ -71,57 +73,74 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
     image = rt.state_writer.claim(claim)
     if image is None:
         return _unclaimed(rt, stage, request)
-    stages = (stage, *_claim_companions(rt, stage, request))
+    companions, holder = _claim_companions(rt, stage, request)
+    stages = (stage, *companions)
     fault_point("before_render", request.source)
     try:
         outcomes = produce_all(rt, stages, request, image)
-    except PermanentError as exc:
+    except PermanentError as exc:  # the source itself: every rendition of it fails alike
         log.warning("%s %s failed: %s: %s", stage, request.source, exc.error_class, exc)
         complete_all(rt, stages, request, [Outcome(FAILED)] * len(stages), exc)
         return FAILED
     except TimeLimitExceeded:
-        # Dramatiq's backstop (the database hung, not the render): give the attempts back.
-        for each in stages:
-            _release_quietly(rt, each, request, error_doc("TimeLimitExceeded", "message too slow"))
+        # Dramatiq's backstop (the database hung, not the render): give the attempt back.
+        _give_back(rt, companions, holder, request)
+        _release_quietly(rt, stage, request, error_doc("TimeLimitExceeded", "message too slow"))
         raise
     except Exception as exc:
+        _give_back(rt, companions, holder, request)  # their own messages try them alone
         error = error_doc(getattr(exc, "error_class", type(exc).__name__), str(exc))
         if last_try:
             log.error("%s %s failed after retries: %s", stage, request.source, exc)
             complete(rt, stage, request, Outcome(FAILED), error)
-            for companion in stages[1:]:  # not its last try: its own message tries again
-                _release_quietly(rt, companion, request, error)
             return FAILED
         log.warning("%s %s will be retried: %s", stage, request.source, exc)
-        for each in stages:
-            _release_quietly(rt, each, request, error)
+        _release_quietly(rt, stage, request, error)
         raise
-    complete_all(rt, stages, request, outcomes)
+    kept = [(s, o) for s, o in zip(stages, outcomes, strict=True) if o is not None]
+    unwritten = [s for s, o in zip(stages, outcomes, strict=True) if o is None]
+    _give_back(rt, unwritten, holder, request)
+    complete_all(rt, [s for s, _ in kept], request, [o for _, o in kept])
     fault_point("after_record", request.source)
-    return outcomes[0].state
+    return kept[0][1].state
 
 
-def _claim_companions(rt: Runtime, stage: str, request: RenderRequest) -> list[str]:
+def _give_back(rt: Runtime, companions: Sequence[str], holder: str, request: RenderRequest) -> None:
+    """Companions this message could not finish go back to pending, untouched by its failure:
+    their own messages render them (and count their own errors). Guarded by this claim's own
+    holder name, so a companion that its own message has claimed since is left to it."""
+    for companion in companions:
+        try:
+            rt.store.items.give_back(request.job_id, request.image_id, companion, holder)
+        except Exception:  # its own message still comes: at worst it finds the stage running
+            log.debug("could not give back %s of %s", companion, request.image_id, exc_info=True)
+
+
+def _claim_companions(rt: Runtime, stage: str, request: RenderRequest) -> tuple[list[str], str]:
     """The image's other renditions this process serves whose stages are still pending (none
     running elsewhere), claimed now so that one decode renders them all; their own messages
-    then find them ended (duplicates). Off with ``worker.shared_decode = false``."""
+    then find them ended (duplicates). Off with ``worker.shared_decode = false``. Also returns
+    the holder name the claims carry (the worker's, plus a token of this claim)."""
+    holder = f"{rt.worker_name}+{stage}:{secrets.token_hex(4)}"
     if not rt.settings.worker.shared_decode:
-        return []
+        return [], holder
     others = [r for r in rt.hosted_renditions if r != stage]
     attempts = rt.settings.worker.max_attempts
     job, image = request.job_id, request.image_id
-    claims = [Claim(job, image, o, rt.worker_name, attempts, pending_only=True) for o in others]
+    claims = [Claim(job, image, o, holder, attempts, pending_only=True) for o in others]
     if not claims:
-        return []
+        return [], holder
     won = rt.state_writer.claim_all(claims)
-    return [c.stage for c, image in zip(claims, won, strict=True) if image is not None]
+    return [c.stage for c, image in zip(claims, won, strict=True) if image is not None], holder
 
 
 def produce(
     rt: Runtime, stage: str, request: RenderRequest, image: dict[str, Any] | None = None
 ) -> Outcome:
     """Render and write one rendition, or find it already current (skipped)."""
-    return produce_all(rt, (stage,), request, image)[0]
+    outcome = produce_all(rt, (stage,), request, image)[0]
+    assert outcome is not None  # only companions are ever given back
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -139,10 +158,11 @@ def produce_all(
     stages: Sequence[str],
     request: RenderRequest,
     image: dict[str, Any] | None = None,
-) -> list[Outcome]:
+) -> list[Outcome | None]:
     """Render and write the renditions of ``stages`` from one decode, or find each already
     current (skipped). ``image`` is the image document as the claim read it (read here when not
-    given).
+    given). The first stage's errors raise; a later stage (a companion) whose file could not be
+    written gets None (it is given back).
 
     Files are written here (atomically, at their deterministic paths); their records are
     written when the stages end, over whatever records are there then.
@@ -170,17 +190,40 @@ def produce_all(
             outcomes.append(None)
             targets.append(_Target(rendition, path, folder_id, recipe))
     if not targets:
-        return [o for o in outcomes if o is not None]
+        return outcomes
     started = time.perf_counter()
     task = RenderTask(
         collection["root"], request.source, targets[0].rendition, settings.limits,
-        also=tuple(t.rendition for t in targets[1:]),
+        also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(settings),
     )  # fmt: skip
     first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     render_ms = round((time.perf_counter() - started) * 1000)
-    rendered = iter(_written(rt, request, t, r, render_ms)
-                    for t, r in zip(targets, [first, *first.also], strict=True))  # fmt: skip
-    return [o if o is not None else next(rendered) for o in outcomes]
+    results = iter(zip(targets, [first, *first.also], strict=True))
+    written: list[Outcome | None] = []
+    for position, outcome in enumerate(outcomes):
+        if outcome is not None:
+            written.append(outcome)
+            continue
+        target, result = next(results)
+        if position == 0:
+            written.append(_written(rt, request, target, result, render_ms))
+            continue
+        try:
+            written.append(_written(rt, request, target, result, render_ms))
+        except Exception as exc:
+            log.warning("%s of %s not written (given back): %s", target.rendition.name,
+                        request.source, exc)  # fmt: skip
+            written.append(None)
+    return written
+
+
+def _decode_plan(settings: Settings) -> tuple[RenditionSettings, ...]:
+    """What every render's decode is planned for when decodes are shared: all configured
+    renditions. A thumbnail then has the same bytes whether rendered alone or with the cache
+    image, so a duplicate delivery racing a shared render rewrites its file identically."""
+    if not settings.worker.shared_decode:
+        return ()
+    return tuple(settings.rendition(name) for name in settings.rendition_names)
 
 
 def _written(

@@ -67,7 +67,8 @@ def _render_one(doc: dict[str, Any], memory_mb: int) -> tuple[dict[str, Any], by
         fault_point("in_render_process", task.source)
         data, fingerprint = read_source(task.root, parse_ref(task.source), task.limits)
         specs = [RenderSpec.from_settings(r) for r in task.renditions]
-        rendered, *also = render_many(data, specs, task.limits)
+        shaping = [RenderSpec.from_settings(r) for r in task.decode_for]
+        rendered, *also = render_many(data, specs, task.limits, shaping)
         del data
     except MemoryError:
         exc = ImageTooLarge(f"rendering needed more than the render process's {memory_mb} MB")

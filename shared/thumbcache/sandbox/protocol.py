@@ -37,6 +37,9 @@ class RenderTask:
     rendition: RenditionSettings
     limits: LimitSettings
     also: tuple[RenditionSettings, ...] = ()
+    # Renditions the decode is planned for as well (not rendered): every configured one, so a
+    # rendition's bytes never depend on which others it was rendered with.
+    decode_for: tuple[RenditionSettings, ...] = ()
 
     @property
     def renditions(self) -> tuple[RenditionSettings, ...]:
@@ -51,6 +54,7 @@ class RenderTask:
             "rendition": dataclasses.asdict(self.rendition),
             "limits": dataclasses.asdict(self.limits),
             "also": [dataclasses.asdict(r) for r in self.also],
+            "decode_for": [dataclasses.asdict(r) for r in self.decode_for],
         }
 
     @classmethod
@@ -62,6 +66,7 @@ class RenderTask:
             rendition=RenditionSettings(**doc["rendition"]),
             limits=LimitSettings(**doc["limits"]),
             also=tuple(RenditionSettings(**r) for r in doc.get("also", [])),
+            decode_for=tuple(RenditionSettings(**r) for r in doc.get("decode_for", [])),
         )
 
 

@@ -318,13 +318,7 @@ class _EndBatch:
         image_writes = [UpdateOne({"_id": i}, u) for i, u in self.image_updates.items() if u]
         if image_writes:
             db["images"].bulk_write(image_writes, ordered=True, session=session)
-        for folder_id, (files, size) in self.folder_moves.items():
-            if files or size:
-                db["cache_folders"].update_one(
-                    {"_id": folder_id},
-                    {"$inc": {"total_files": files, "current_size_bytes": size}},
-                    session=session,
-                )
+        _move_folders(db, self.folder_moves, session)
         for job_id, increments in self.job_increments.items():
             db["jobs"].update_one(
                 {"_id": job_id},
@@ -332,6 +326,17 @@ class _EndBatch:
                 session=session,
             )
         return True
+
+
+def _move_folders(db: Any, moves: Mapping[str, list[int]], session: Session) -> None:
+    """Move the cache folders' statistics by the batch's record differences."""
+    for folder_id, (files, size) in moves.items():
+        if files or size:
+            db["cache_folders"].update_one(
+                {"_id": folder_id},
+                {"$inc": {"total_files": files, "current_size_bytes": size}},
+                session=session,
+            )
 
 
 def _increments(end: StageEnd, settled: str | None) -> dict[str, int]:

@@ -50,6 +50,19 @@ class ItemRepository:
         """Items by id."""
         return list(self._coll.find({"_id": {"$in": item_ids}})) if item_ids else []
 
+    def give_back(self, job_id: str, image_id: str, stage: str, worker: str) -> bool:
+        """Put a stage claimed as a companion (see ``pipeline.render``) back to pending, its
+        attempt undone, unless another worker has taken it since; True if it did."""
+        done = self._coll.update_one(
+            {
+                "_id": job_item_id(job_id, image_id),
+                f"stages.{stage}.state": RUNNING,
+                f"stages.{stage}.worker": worker,
+            },
+            {"$set": {f"stages.{stage}.state": PENDING}, "$inc": {f"stages.{stage}.attempts": -1}},
+        )
+        return done.modified_count == 1
+
     def release_attempt(
         self, job_id: str, image_id: str, stage: str, error: dict[str, str]
     ) -> None:

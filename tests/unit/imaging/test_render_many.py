@@ -74,3 +74,14 @@ def test_each_spec_keeps_its_own_format_and_background():
     assert corner[0] > 240 and corner[1] < 20  # composited on its own red background
     assert Image.open(io.BytesIO(as_webp.data)).mode == "RGBA"  # alpha kept for WebP
     assert rgb_array(Image.open(io.BytesIO(as_webp.data)).convert("RGB")).shape[:2] == (400, 600)
+
+
+@pytest.mark.parametrize("name", ["jpeg-12mp", "jpeg-rotated", "png"])
+def test_a_specs_bytes_do_not_depend_on_the_others_it_is_rendered_with(sources, name):
+    # A duplicate delivery may render a rendition alone while another render makes it with its
+    # companions: planned for the same decode, both write the same bytes to the same path.
+    data, plan = sources[name], [THUMB, CACHE]
+    (alone,) = render_many(data, [THUMB], LIMITS, decode_for=plan)
+    together = render_many(data, [CACHE, THUMB], LIMITS, decode_for=plan)[1]
+    assert alone.data == together.data
+    assert render(data, THUMB, LIMITS).data != alone.data or name == "png"  # the plan matters
