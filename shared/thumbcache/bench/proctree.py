@@ -116,8 +116,9 @@ class _Sampler(threading.Thread):
                 if pid in self.exclude:
                     continue
                 got = _cpu_and_role(pid)
-                if got is not None:
-                    self.last[pid] = got
+                if got is not None:  # a zombie has no cmdline: its role stays what it was
+                    role = "db" if self.last.get(pid, (0, ""))[1] == "db" else got[1]
+                    self.last[pid] = (got[0], role)
             if self.stop.wait(self.interval):
                 return
 
