@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -123,6 +124,19 @@ def pool_seconds(
     cpus: Sequence[int] | None = None,
 ) -> float:
     """Seconds for ``processes`` warm workers to render every task (both renditions)."""
+    return pool_run(method, tasks, out, processes, cpus)[0]
+
+
+def pool_run(
+    method: str,
+    tasks: Sequence[Task],
+    out: Path,
+    processes: int = 2,
+    cpus: Sequence[int] | None = None,
+) -> tuple[float, float]:
+    """Wall seconds of the timed tasks, and CPU seconds of the pool's workers over their whole
+    life (start-up and warm-up included: a constant that cancels between two job sizes)."""
+    before = _children_cpu()
     out.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes, initializer=_init_worker, initargs=(method, str(out), cpus)) as pool:
@@ -136,7 +150,12 @@ def pool_seconds(
         pool.close()
         pool.join()
     assert done == len(tasks)
-    return elapsed
+    return elapsed, _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def pyvips_version() -> str | None:
