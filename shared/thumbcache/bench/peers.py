@@ -3,8 +3,9 @@
 Each renders both renditions of every task (an image file or a page of a CBZ) and writes
 them as files, with no tracking:
 
-- ``engine``: :func:`thumbcache.imaging.render` per rendition, as the render stages call it,
-  in a pool of worker processes (the ceiling of ``thumbcache run``);
+- ``engine``: :func:`thumbcache.imaging.render_many`, both renditions from one read and one
+  decode, as a worker serving both renditions renders them, in a pool of worker processes
+  (the ceiling of ``thumbcache run``);
 - ``pyvips``: ``pyvips.Image.thumbnail`` (``thumbnail_buffer`` for a CBZ page) then
   ``jpegsave`` with the engine's quality, chroma and Huffman settings, in the same kind of pool;
 - ``sharp``: the Node.js library through ``sharp_peer.js`` (one Node process, N tasks in
@@ -85,12 +86,13 @@ def _read(task: Task) -> bytes:
 def _render_task(task: Task) -> int:
     out: Path = _WORKER["out"]
     if _WORKER["method"] == "engine":
-        from thumbcache.imaging import render
+        from thumbcache.imaging import render_many
         from thumbcache.storage.atomic import write_atomically
 
-        for name, spec in _WORKER["specs"].items():
-            data = _read(task)  # each render stage reads its source itself
-            rendered = render(data, spec, _WORKER["limits"])
+        specs: dict[str, Any] = _WORKER["specs"]
+        every = list(specs.values())
+        outputs = render_many(_read(task), every, _WORKER["limits"], every)
+        for name, rendered in zip(specs, outputs, strict=True):
             write_atomically(str(output_path(out, task, name)), rendered.data)
         return 1
     import pyvips

@@ -17,7 +17,10 @@ def resize(px: Pixels, width: int, height: int) -> Pixels:
     - 4x or more: halve (exact 2x2 means) until less than 4x remains;
     - 2.4x-4x: halve once more, leaving 1.2x-2x for the last step;
     - 2x-2.4x: the area filter;
-    - 1x-2x: a bilinear upsample to twice the target and an exact 2x2 area reduction.
+    - 1.2x-2x: a bilinear upsample to twice the target and an exact 2x2 area reduction;
+    - under 1.2x: bicubic, which barely reduces so aliases nothing, and keeps what the upsample
+      path softened (1600x1200 to 1440x1080: SSIM 0.969 that way, 0.991 bicubic; from 1.2x
+      bicubic starts to alias: 0.972 at 1.25x, 0.950 at 1.4x).
 
     Halving drops an odd last row or column (under half an output pixel in all).
     """
@@ -35,6 +38,8 @@ def resize(px: Pixels, width: int, height: int) -> Pixels:
         return cv2.resize(px, (width, height), interpolation=cv2.INTER_AREA)
     if (px.shape[1], px.shape[0]) == (width, height):
         return px
+    if min(px.shape[1] / width, px.shape[0] / height) < MIN_RESIDUAL:
+        return cv2.resize(px, (width, height), interpolation=cv2.INTER_CUBIC)
     doubled = cv2.resize(px, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(doubled, (width, height), interpolation=cv2.INTER_AREA)
 

@@ -96,3 +96,13 @@ def test_small_residual_decodes_one_scale_larger_and_stays_sharp() -> None:
     value, used = score(data, THUMB)
     assert used == 4
     assert value >= MIN_SSIM, value
+
+
+@pytest.mark.parametrize("size", [(1600, 1200), (1512, 1134), (2000, 1125)])
+def test_a_source_barely_larger_than_its_box_stays_sharp(size: tuple[int, int]) -> None:
+    # 1600x1200 into 1920x1080 is 1440x1080: a 1.11x reduction (1.05x, 1.04x for the others),
+    # which the 2x upsample and 2x2 area path softened to SSIM 0.96-0.97 (issue 14)
+    data = save(Image.fromarray(photo_like(*size, seed=12)), "JPEG", quality=92)
+    value, used = score(data, CACHE)
+    assert used == 1
+    assert value >= 0.98, value
