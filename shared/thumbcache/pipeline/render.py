@@ -67,13 +67,10 @@ def render_step(
 
 
 def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
-    claim = Claim(
-        request.job_id, request.image_id, stage, rt.worker_name, rt.settings.worker.max_attempts
-    )
-    image = rt.state_writer.claim(claim)
+    image, companions, holder = _claim(rt, stage, request)
     if image is None:
+        _give_back(rt, companions, holder, request)
         return _unclaimed(rt, stage, request)
-    companions, holder = _claim_companions(rt, stage, request)
     stages = (stage, *companions)
     fault_point("before_render", request.source)
     try:
@@ -116,22 +113,27 @@ def _give_back(rt: Runtime, companions: Sequence[str], holder: str, request: Ren
             log.debug("could not give back %s of %s", companion, request.image_id, exc_info=True)
 
 
-def _claim_companions(rt: Runtime, stage: str, request: RenderRequest) -> tuple[list[str], str]:
-    """The image's other renditions this process serves whose stages are still pending (none
-    running elsewhere), claimed now so that one decode renders them all; their own messages
-    then find them ended (duplicates). Off with ``worker.shared_decode = false``. Also returns
-    the holder name the claims carry (the worker's, plus a token of this claim)."""
+def _claim(
+    rt: Runtime, stage: str, request: RenderRequest
+) -> tuple[dict[str, Any] | None, list[str], str]:
+    """Claim the message's stage and, in the same transaction, the image's other renditions
+    this process serves whose stages are still pending (none running elsewhere), so that one
+    decode renders them all; their own messages then find them ended (duplicates). Returns the
+    image document (None: the stage was not claimed), the companions won, and the holder name
+    their claims carry (the worker's plus a token of this claim, to give them back by)."""
+    worker = rt.settings.worker
     holder = f"{rt.worker_name}+{stage}:{secrets.token_hex(4)}"
-    if not rt.settings.worker.shared_decode:
-        return [], holder
-    others = [r for r in rt.hosted_renditions if r != stage]
-    attempts = rt.settings.worker.max_attempts
-    job, image = request.job_id, request.image_id
-    claims = [Claim(job, image, o, holder, attempts, pending_only=True) for o in others]
-    if not claims:
-        return [], holder
-    won = rt.state_writer.claim_all(claims)
-    return [c.stage for c, image in zip(claims, won, strict=True) if image is not None], holder
+    job, image_id = request.job_id, request.image_id
+    claims = [Claim(job, image_id, stage, rt.worker_name, worker.max_attempts)]
+    if worker.shared_decode:
+        claims += [
+            Claim(job, image_id, other, holder, worker.max_attempts, pending_only=True)
+            for other in rt.hosted_renditions
+            if other != stage
+        ]
+    image, *others = rt.state_writer.claim_all(claims)
+    won = [c.stage for c, doc in zip(claims[1:], others, strict=True) if doc is not None]
+    return image, won, holder
 
 
 def produce(
