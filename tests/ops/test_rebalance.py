@@ -57,7 +57,7 @@ def test_a_folder_past_its_mark_takes_no_new_collections(
               for n in range(6)}  # fmt: skip
 
     # Then A shows as full and every new collection went to B
-    assert listing[a]["accepting"] is False and listing[a]["high_water_bytes"] == used // 2
+    assert listing[a]["accepting"] is False and listing[a]["high_water_bytes"] == -(-used // 2)
     assert listing[b]["accepting"] is True and listing[b]["capacity_bytes"] is None
     assert placed == {b}
 
