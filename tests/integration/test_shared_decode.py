@@ -101,3 +101,30 @@ def test_a_whole_job_through_the_broker_counts_each_stage_once(tmp_path, mongo_u
     assert job["status"] == "done" and job["completed"] == 12
     assert job["stages"]["thumbnail"]["completed"] == job["stages"]["cache"]["completed"] == 12
     assert_folders_match_disk(rt.store)
+
+
+def test_both_messages_of_an_image_at_once_make_one_render(tmp_path, mongo_url, db_name):
+    # Given a worker serving both renditions, and both messages of each image taken at the
+    # same moment by two threads
+    import threading
+
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    rt.pool = CountingPool()
+    job = scanned_job(rt, folder_of(tmp_path, 4))
+    results: list[str] = []
+    for request in _requests(rt, job):
+        start = threading.Barrier(2)
+
+        def deliver(stage, request=request, start=start):
+            start.wait()
+            results.append(render_step(rt, stage, request, last_try=False))
+
+        threads = [threading.Thread(target=deliver, args=(s,)) for s in ("thumbnail", "cache")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    # Then each image was decoded once: one message rendered both, the other was a duplicate
+    assert rt.pool.tasks == 4
+    assert sorted(results) == ["done"] * 4 + ["duplicate"] * 4
+    assert assert_job_exact(rt.store, job["_id"])["status"] == "done"

@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,9 @@ def render_step(
     unless this is the last try, in which case the item fails with that error as its reason.
     A redelivered message (it survived a crash) is claimed and rendered alone in this process.
     """
-    with render_slot(redelivered):
+    shares = rt.settings.worker.shared_decode and len(rt.hosted_renditions) > 1
+    turn = rt.image_turns.turn(request.job_id, request.image_id) if shares else nullcontext()
+    with turn, render_slot(redelivered):  # the turn first: a turn never waits on a slot holder
         return _render_claimed(rt, stage, request, last_try=last_try)
 
 

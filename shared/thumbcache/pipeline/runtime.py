@@ -12,6 +12,7 @@ from typing import Any
 import dramatiq
 
 from thumbcache.pipeline.batching import StateWriter
+from thumbcache.pipeline.turns import ImageTurns
 from thumbcache.sandbox.pool import RenderPool, shared_pool
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
@@ -34,6 +35,7 @@ class Runtime:
     # The renditions whose actors this process serves (set when they are declared): a render
     # also claims the image's other pending renditions among these and shares one decode.
     hosted_renditions: tuple[str, ...] = ()
+    image_turns: ImageTurns = field(default_factory=ImageTurns)  # see pipeline.turns
     _collections: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     state_writer: StateWriter = field(init=False)  # claims and stage ends, group-committed
     _folders: dict[str, dict[str, Any]] = field(default_factory=dict)

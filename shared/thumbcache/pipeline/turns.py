@@ -1,0 +1,40 @@
+"""One render at a time per image in a process whose renders make several renditions at once.
+
+With decodes shared, the first message of an image renders every rendition this process serves
+that is still pending. Its other messages, taken by other threads at the same moment, would
+find their own stages pending too and render them alone (a second decode of the same image).
+So they wait for the image's turn: when it comes, their stage has ended (they are duplicates)
+or has been given back (they render it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class ImageTurns:
+    """Per-image turns inside one process (different images never wait for each other)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[tuple[str, str], threading.Event] = {}
+
+    @contextmanager
+    def turn(self, job_id: str, image_id: str) -> Iterator[None]:
+        """Hold the image's turn for the block, waiting for the holder before."""
+        key = (job_id, image_id)
+        while True:
+            with self._lock:
+                holder = self._busy.get(key)
+                if holder is None:
+                    mine = self._busy[key] = threading.Event()
+                    break
+            holder.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._busy[key]
+            mine.set()
