@@ -95,9 +95,8 @@ class WorkerSettings:
     render_processes: int = 0
     # A worker serving several renditions renders an image's pending ones from one decode
     # (its other messages then find them done): both renditions of a 12 MP photo in 0.65x the
-    # time of two renders (docs/BENCHMARKS.md). Every decode is then planned for all configured
-    # renditions (a rendition's bytes never depend on its company); off where each rendition
-    # has its own workers (config/base.toml).
+    # time of two renders (docs/BENCHMARKS.md). Such a process plans every decode for all the
+    # renditions it serves, so a rendition's bytes never depend on its company.
     shared_decode: bool = True
     scan_time_limit_seconds: int = 600
     shutdown_timeout_seconds: int = 600

@@ -28,7 +28,6 @@ from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
 from thumbcache.renditions import RenditionSettings
 from thumbcache.sandbox.protocol import RenderResult, RenderTask
-from thumbcache.settings import Settings
 from thumbcache.state.completion import Claim, Ended, StageEnd
 from thumbcache.state.model import (
     DONE,
@@ -199,7 +198,7 @@ def produce_all(
     started = time.perf_counter()
     task = RenderTask(
         collection["root"], request.source, targets[0].rendition, settings.limits,
-        also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(settings),
+        also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(rt),
     )  # fmt: skip
     first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     render_ms = round((time.perf_counter() - started) * 1000)
@@ -222,13 +221,14 @@ def produce_all(
     return written
 
 
-def _decode_plan(settings: Settings) -> tuple[RenditionSettings, ...]:
-    """What every render's decode is planned for when decodes are shared: all configured
-    renditions. A thumbnail then has the same bytes whether rendered alone or with the cache
-    image, so a duplicate delivery racing a shared render rewrites its file identically."""
-    if not settings.worker.shared_decode:
+def _decode_plan(rt: Runtime) -> tuple[RenditionSettings, ...]:
+    """What every render's decode is planned for in a process that shares decodes: all the
+    renditions it serves. A thumbnail then has the same bytes whether rendered alone or with
+    the cache image, so a duplicate delivery racing a shared render rewrites its file with the
+    same bytes. A process serving one rendition plans for it alone (nothing to share)."""
+    if not rt.settings.worker.shared_decode or len(rt.hosted_renditions) < 2:
         return ()
-    return tuple(settings.rendition(name) for name in settings.rendition_names)
+    return tuple(rt.settings.rendition(name) for name in rt.hosted_renditions)
 
 
 def _written(
