@@ -54,7 +54,11 @@ def test_a_winner_slow_to_count_never_reopens_the_finished_job_nor_counts_twice(
     slow, tmp_path, mongo_url, db_name, monkeypatch
 ):
     # Given a scanned job of one image, its render messages delivered by hand
-    rt = make_runtime(tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"))
+    # (each message renders its own stage: the race is between two stages' ends)
+    rt = make_runtime(
+        tmp_path, mongo_url, db_name, cache_folders=str(tmp_path / "cache"),
+        worker__shared_decode="false",
+    )  # fmt: skip
     job_id = scanned_job(rt, folder_of(tmp_path, 1))["_id"]
     (item,) = rt.store.items.iter_job(job_id)
     request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
