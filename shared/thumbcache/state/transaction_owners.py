@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -54,9 +55,9 @@ def process_start_ticks(pid: int) -> int | None:
 def owner_is_gone(owner: dict[str, Any], host: str, now: Any) -> bool:
     """True when the process that registered ``owner`` no longer runs (pure but for /proc)."""
     if owner.get("host") == host and owner.get("started") is not None:
-        return process_start_ticks(int(owner.get("pid", -1))) != owner["started"]
+        return bool(process_start_ticks(int(owner.get("pid", -1))) != owner["started"])
     seen = owner.get("seen_at")
-    return seen is None or seen < now - timedelta(seconds=DEAD_AFTER_SECONDS)
+    return bool(seen is None or seen < now - timedelta(seconds=DEAD_AFTER_SECONDS))
 
 
 @dataclass
@@ -73,7 +74,7 @@ class TransactionOwners:
     _refresher: threading.Thread | None = field(default=None, init=False)
     _pid: int = field(default_factory=os.getpid, init=False)
 
-    def register(self, session_id: dict[str, Any]) -> None:
+    def register(self, session_id: Mapping[str, Any]) -> None:
         """Record a session id before its first transaction (a write only for a new one)."""
         raw = bytes(session_id["id"])
         if self._pid != os.getpid():  # a forked child: its sessions are its own
