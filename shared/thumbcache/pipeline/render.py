@@ -69,6 +69,8 @@ def render_step(
 
 
 def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try: bool) -> str:
+    if rt.image_turns.ended_here(request.job_id, request.image_id, stage):
+        return "duplicate"  # ended here with the stage whose message came first
     image, companions, holder = _claim(rt, stage, request)
     if image is None:
         _give_back(rt, companions, holder, request)
@@ -317,6 +319,9 @@ def complete_all(
     for outcome, ended in zip(outcomes, results, strict=True):
         if ended is not None:
             _after_end(rt, request, outcome, ended)
+    companions = zip(stages[1:], outcomes[1:], results[1:], strict=True)
+    settled = [s for s, o, ended in companions if ended is not None and o.state in (DONE, SKIPPED)]
+    rt.image_turns.note_ended(request.job_id, request.image_id, settled)
 
 
 def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:

@@ -10,8 +10,11 @@ or has been given back (they render it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+MAX_REMEMBERED = 50_000  # companions ended here whose own messages have not come yet
 
 
 class ImageTurns:
@@ -20,6 +23,7 @@ class ImageTurns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy: dict[tuple[str, str], threading.Event] = {}
+        self._ended: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     @contextmanager
     def turn(self, job_id: str, image_id: str) -> Iterator[None]:
@@ -38,3 +42,17 @@ class ImageTurns:
             with self._lock:
                 del self._busy[key]
             mine.set()
+
+    def note_ended(self, job_id: str, image_id: str, stages: Iterable[str]) -> None:
+        """Remember companion stages this process ended done or skipped (for good: only a
+        failed stage is ever reopened), so that their own messages need no database."""
+        with self._lock:
+            for stage in stages:
+                self._ended[(job_id, image_id, stage)] = None
+            while len(self._ended) > MAX_REMEMBERED:
+                self._ended.popitem(last=False)
+
+    def ended_here(self, job_id: str, image_id: str, stage: str) -> bool:
+        """True (once) when this process ended the stage as a companion."""
+        with self._lock:
+            return self._ended.pop((job_id, image_id, stage), False) is None
