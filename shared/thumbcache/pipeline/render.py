@@ -62,7 +62,7 @@ def render_step(
     unless this is the last try, in which case the item fails with that error as its reason.
     A redelivered message (it survived a crash) is claimed and rendered alone in this process.
     """
-    shares = rt.settings.worker.shared_decode and len(rt.hosted_renditions) > 1
+    shares = rt.shares_decodes
     turn = rt.image_turns.turn(request.job_id, request.image_id) if shares else nullcontext()
     with turn, render_slot(redelivered):  # the turn first: a turn never waits on a slot holder
         return _render_claimed(rt, stage, request, last_try=last_try)
@@ -129,7 +129,7 @@ def _claim(
     holder = f"{rt.worker_name}+{stage}:{secrets.token_hex(4)}"
     job, image_id = request.job_id, request.image_id
     claims = [Claim(job, image_id, stage, rt.worker_name, worker.max_attempts)]
-    if worker.shared_decode:
+    if rt.shares_decodes:
         claims += [
             Claim(job, image_id, other, holder, worker.max_attempts, pending_only=True)
             for other in rt.hosted_renditions
@@ -211,12 +211,11 @@ def produce_all(
             written.append(outcome)
             continue
         target, result = next(results)
-        if position == 0:
-            written.append(_written(rt, request, target, result, render_ms))
-            continue
         try:
             written.append(_written(rt, request, target, result, render_ms))
         except Exception as exc:
+            if position == 0:  # the message's own stage: its error decides the message
+                raise
             log.warning("%s of %s not written (given back): %s", target.rendition.name,
                         request.source, exc)  # fmt: skip
             written.append(None)
@@ -228,7 +227,7 @@ def _decode_plan(rt: Runtime) -> tuple[RenditionSettings, ...]:
     renditions it serves. A thumbnail then has the same bytes whether rendered alone or with
     the cache image, so a duplicate delivery racing a shared render rewrites its file with the
     same bytes. A process serving one rendition plans for it alone (nothing to share)."""
-    if not rt.settings.worker.shared_decode or len(rt.hosted_renditions) < 2:
+    if not rt.shares_decodes:
         return ()
     return tuple(rt.settings.rendition(name) for name in rt.hosted_renditions)
 

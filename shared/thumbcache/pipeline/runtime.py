@@ -43,6 +43,12 @@ class Runtime:
     def __post_init__(self) -> None:
         self.state_writer = StateWriter(self.store)
 
+    @property
+    def shares_decodes(self) -> bool:
+        """True when one render here makes several renditions of an image (see pipeline.render:
+        shared decode on, and more than one rendition served by this process)."""
+        return self.settings.worker.shared_decode and len(self.hosted_renditions) > 1
+
     def collection(self, collection_id: str) -> dict[str, Any]:
         """A collection document, cached for ``COLLECTION_CACHE_SECONDS`` (a rebalance may move
         it to another folder; workers then follow within that time)."""
