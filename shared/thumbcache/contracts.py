@@ -113,6 +113,8 @@ class RenderRequest(_Payload):
     image_id: str
     source: str  # relative to the collection root; "book.cbz#pages/001.jpg" for entries
     force: bool = False  # render even if the rendition is current
+    base: str = ""  # the rendition whose file it is derived from, when current ("": the source)
+    lane: str = FRESH  # the lane the job's work goes on (a derived rendition's follows its base)
 
 
 def scan_message(request: ScanRequest) -> dramatiq.Message[Any]:

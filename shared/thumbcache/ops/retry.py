@@ -10,10 +10,11 @@ from typing import Any
 import dramatiq
 
 from thumbcache.broker import publish_batch
-from thumbcache.contracts import BACKFILL, RenderRequest, render_message
+from thumbcache.contracts import BACKFILL
+from thumbcache.pipeline.derivation import ready_stages, render_messages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.completion import reopen_failed
-from thumbcache.state.model import FAILED
+from thumbcache.state.model import FAILED, PENDING
 from thumbcache.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,16 @@ def retry_failures(rt: Runtime, job_id: str, reason: str | None = None) -> Retry
         stages = [s for s, c in classes.items() if reason is None or c == reason]
         if not stages or not reopen_failed(rt.store, job_id, item["image_id"], stages):
             continue
-        request = RenderRequest(job_id, item["collection_id"], item["image_id"], item["source"])
+        subs = item.get("stages", {})
+        reopened = {
+            **item,
+            "stages": {**subs, **{s: {**subs[s], "state": PENDING} for s in stages}},
+        }
+        ready = ready_stages(reopened["stages"])  # a derived one goes out when its base ends
         batch.extend(
-            render_message(rt.settings.rendition(stage), request, BACKFILL) for stage in stages
+            render_messages(
+                rt.settings.renditions, job, reopened, [s for s in stages if s in ready], BACKFILL
+            )
         )
         report.requeued_images += 1
         report.requeued_renditions += len(stages)

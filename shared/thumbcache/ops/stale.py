@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from thumbcache.contracts import FRESH, RenderRequest, render_message
 from thumbcache.errors import StaleItem
+from thumbcache.pipeline.derivation import render_messages
 from thumbcache.pipeline.recovery import repair_job
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
@@ -132,9 +132,6 @@ def _handle(
             report.failed += 1
         return
     if items.mark_stale(job["_id"], item["image_id"], stage, sub["heartbeat_at"]):
-        request = RenderRequest(
-            job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
-        )
-        rendition = rt.settings.rendition(stage)
-        rt.broker.enqueue(render_message(rendition, request, job.get("lane", FRESH)))
+        for message in render_messages(rt.settings.renditions, job, item, [stage]):
+            rt.broker.enqueue(message)
         report.requeued += 1

@@ -8,7 +8,8 @@ from typing import Any
 import dramatiq
 
 from thumbcache.broker import publish_batch
-from thumbcache.contracts import FRESH, RenderRequest, ScanRequest, render_message, scan_message
+from thumbcache.contracts import ScanRequest, scan_message
+from thumbcache.pipeline.derivation import ready_stages, render_messages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_left_over
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200) -> int:
-    """Publish every open stage of the job again, and the scan if it had not finished.
+    """Publish every open stage of the job again (a derived one once its base has ended), and
+    the scan if it had not finished.
 
     An item whose stages all ended but whose outcome was never settled (left by an older
     version that settled in a separate write) is settled here, exactly once. Duplicates are
@@ -32,17 +34,10 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
         if item.get("outcome") is not None:
             continue
         stages = item.get("stages", {})
-        open_stages = [s for s, v in stages.items() if v.get("state") in OPEN_STATES]
-        if not open_stages:
+        if not any(v.get("state") in OPEN_STATES for v in stages.values()):
             settle_left_over(rt, job["_id"], item["image_id"])
             continue
-        request = RenderRequest(
-            job["_id"], item["collection_id"], item["image_id"], item["source"], job["force"]
-        )
-        lane = job.get("lane", FRESH)
-        batch.extend(
-            render_message(rt.settings.rendition(stage), request, lane) for stage in open_stages
-        )
+        batch.extend(render_messages(rt.settings.renditions, job, item, ready_stages(stages)))
         if len(batch) >= batch_size:
             publish_batch(rt.broker, batch)
             published += len(batch)

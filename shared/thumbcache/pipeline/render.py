@@ -8,6 +8,7 @@ outcome) is one transaction that exactly one call wins (:mod:`thumbcache.state.c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -19,10 +20,12 @@ from typing import Any
 
 from dramatiq.middleware import TimeLimitExceeded
 
+from thumbcache.broker import publish_batch
 from thumbcache.contracts import RenderRequest
 from thumbcache.errors import PermanentError, WorkerCrashed
 from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION
+from thumbcache.pipeline.derivation import bases_of, released_messages
 from thumbcache.pipeline.isolation import render_slot
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
@@ -37,6 +40,7 @@ from thumbcache.state.model import (
     error_doc,
     recipe_hash,
     rendition_is_current,
+    waiting_on,
 )
 from thumbcache.storage.atomic import write_atomically
 from thumbcache.storage.layout import rendition_path
@@ -101,9 +105,20 @@ def _render_claimed(rt: Runtime, stage: str, request: RenderRequest, *, last_try
     kept = [(s, o) for s, o in zip(stages, outcomes, strict=True) if o is not None]
     unwritten = [s for s, o in zip(stages, outcomes, strict=True) if o is None]
     _give_back(rt, unwritten, holder, request)
-    complete_all(rt, [s for s, _ in kept], request, [o for _, o in kept])
+    unannounced = _without_messages(rt, stage, companions, image)
+    complete_all(rt, [s for s, _ in kept], request, [o for _, o in kept], unannounced=unannounced)
     fault_point("after_record", request.source)
     return kept[0][1].state
+
+
+def _without_messages(
+    rt: Runtime, stage: str, companions: Sequence[str], image: dict[str, Any]
+) -> frozenset[str]:
+    """The companions derived from ``stage``: the scan held their messages back until it ends
+    (ended with it, they never get one)."""
+    renditions = rt.settings.renditions
+    bases = bases_of(renditions, (stage, *companions), image.get("width"), image.get("height"))
+    return frozenset(c for c in companions if bases.get(c) == stage)
 
 
 def _give_back(rt: Runtime, companions: Sequence[str], holder: str, request: RenderRequest) -> None:
@@ -198,11 +213,14 @@ def produce_all(
     if not targets:
         return outcomes
     started = time.perf_counter()
-    task = RenderTask(
-        collection["root"], request.source, targets[0].rendition, settings.limits,
-        also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(rt),
-    )  # fmt: skip
-    first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
+    base = _base_record(rt, request, image) if len(targets) == 1 else None
+    first = _render_derived(rt, request, targets[0], base) if base else None
+    if first is None:
+        task = RenderTask(
+            collection["root"], request.source, targets[0].rendition, settings.limits,
+            also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(rt),
+        )  # fmt: skip
+        first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     render_ms = round((time.perf_counter() - started) * 1000)
     results = iter(zip(targets, [first, *first.also], strict=True))
     written: list[Outcome | None] = []
@@ -220,6 +238,48 @@ def produce_all(
                         request.source, exc)  # fmt: skip
             written.append(None)
     return written
+
+
+def _base_record(
+    rt: Runtime, request: RenderRequest, image: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The record of the rendition this message's is derived from, when that rendition is
+    current (its stage ended before the message went out: otherwise it failed, and the source
+    is rendered as usual)."""
+    base = rt.settings.renditions.get(request.base) if request.base else None
+    record = (image.get("renditions") or {}).get(request.base) if base else None
+    if base is None or record is None:
+        return None
+    path = str(record.get("path") or "")
+    recipe = recipe_hash(base, ENGINE_VERSION)
+    fingerprint = image.get("fingerprint") or {}
+    current = rendition_is_current(record, recipe, fingerprint, os.path.isfile(path))
+    return record if current else None
+
+
+def _render_derived(
+    rt: Runtime, request: RenderRequest, target: _Target, base: dict[str, Any]
+) -> RenderResult | None:
+    """Render ``target`` from the base rendition's file (in the sandbox, as a source), recorded
+    as made from the source the base was made from; None if that file cannot be rendered (the
+    source is then)."""
+    path = str(base["path"])
+    task = RenderTask(os.path.dirname(path), os.path.basename(path), target.rendition,
+                      rt.settings.limits)  # fmt: skip
+    try:
+        result = rt.render_pool.render(task, rt.settings.worker.render_time_limit_seconds)
+    except TimeLimitExceeded:
+        raise
+    except Exception as exc:
+        log.warning("%s of %s: its %s file did not render (%s); rendering the source",
+                    target.rendition.name, request.source, request.base, exc)  # fmt: skip
+        return None
+    return dataclasses.replace(
+        result,
+        fingerprint=dict(base["fingerprint"]),
+        source_quality=base.get("source_quality"),
+        derived_from=request.base,
+    )
 
 
 def _decode_plan(rt: Runtime) -> tuple[RenditionSettings, ...]:
@@ -250,7 +310,13 @@ def _written(
         "fingerprint": rendered.fingerprint,
         "job_id": request.job_id,
     }
-    details = {"bytes": rendered.bytes, "quality": rendered.quality, "render_ms": render_ms}
+    details: dict[str, Any] = {
+        "bytes": rendered.bytes,
+        "quality": rendered.quality,
+        "render_ms": render_ms,
+    }
+    if rendered.derived_from:
+        record["derived_from"] = details["derived_from"] = rendered.derived_from
     return Outcome(DONE, details, record)
 
 
@@ -267,7 +333,7 @@ def complete(
     ended = rt.state_writer.end(_stage_end(stage, request, outcome, error))
     if ended is None:
         return False
-    _after_end(rt, request, outcome, ended)
+    _after_end(rt, stage, request, outcome, ended)
     return True
 
 
@@ -292,14 +358,25 @@ def _stage_end(
     )
 
 
-def _after_end(rt: Runtime, request: RenderRequest, outcome: Outcome, ended: Ended) -> None:
-    """Remove a file the new record moved away from; finish the job if the image settled."""
+def _after_end(
+    rt: Runtime, stage: str, request: RenderRequest, outcome: Outcome, ended: Ended
+) -> None:
+    """Remove a file the new record moved away from; send the renditions derived from this
+    one on their way; finish the job if the image settled."""
     replaced = ended.replaced
     if outcome.record and replaced is not None and replaced["path"] != outcome.record["path"]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(replaced["path"])  # the recipe moved the file (another size or format)
+    _release(rt, stage, request, ended.released)
     if ended.settled is not None:
         finish_job_if_complete(rt, request.job_id)
+
+
+def _release(rt: Runtime, base: str, request: RenderRequest, stages: Sequence[str]) -> None:
+    """Publish the messages of the stages that waited for ``base`` to end. Raises if the
+    broker refuses: the base's message is then retried, and its duplicate publishes them."""
+    if stages:
+        publish_batch(rt.broker, released_messages(rt.settings.renditions, request, base, stages))
 
 
 def complete_all(
@@ -308,18 +385,26 @@ def complete_all(
     request: RenderRequest,
     outcomes: Sequence[Outcome],
     error: PermanentError | dict[str, str] | None = None,
+    *,
+    unannounced: frozenset[str] = frozenset(),
 ) -> None:
-    """:func:`complete` for several stages of one image, ended in one transaction."""
+    """:func:`complete` for several stages of one image, ended in one transaction. The
+    companions ended are remembered for their own messages, except ``unannounced`` ones (no
+    message of theirs is coming)."""
     if len(stages) == 1:
         complete(rt, stages[0], request, outcomes[0], error)
         return
     ends = [_stage_end(s, request, o, error) for s, o in zip(stages, outcomes, strict=True)]
     results = rt.state_writer.end_all(ends)
-    for outcome, ended in zip(outcomes, results, strict=True):
+    for stage, outcome, ended in zip(stages, outcomes, results, strict=True):
         if ended is not None:
-            _after_end(rt, request, outcome, ended)
+            _after_end(rt, stage, request, outcome, ended)
     companions = zip(stages[1:], outcomes[1:], results[1:], strict=True)
-    settled = [s for s, o, ended in companions if ended is not None and o.state in (DONE, SKIPPED)]
+    settled = [
+        s
+        for s, o, ended in companions
+        if ended is not None and o.state in (DONE, SKIPPED) and s not in unannounced
+    ]
     rt.image_turns.note_ended(request.job_id, request.image_id, settled)
 
 
@@ -337,6 +422,9 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
         log.error("%s %s is poison: %s", stage, request.source, exc)
         complete(rt, stage, request, Outcome(FAILED), exc)
         return FAILED
+    # The stage ended: a crash between its end and the release may have kept back the
+    # renditions derived from it (publishing them twice is harmless).
+    _release(rt, stage, request, waiting_on(item.get("stages") or {}, stage) if item else ())
     if item is not None and item.get("outcome") is None:
         settle_left_over(rt, request.job_id, request.image_id)  # an older version's crash
     return "duplicate"

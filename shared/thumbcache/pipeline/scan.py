@@ -14,9 +14,7 @@ from typing import Any
 from thumbcache.broker import publish_batch, wait_below_high_water
 from thumbcache.contracts import (
     FRESH,
-    RenderRequest,
     ScanRequest,
-    render_message,
     render_queue,
     scan_message,
 )
@@ -24,13 +22,13 @@ from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError
 from thumbcache.faults import fault_point
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
 from thumbcache.imaging import ENGINE_VERSION, image_source
+from thumbcache.pipeline.derivation import bases_of, ready_stages, render_messages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.sources.reader import ChunkReader, open_source
 from thumbcache.sources.walk import Candidate, DirIdentity, dir_identity, walk
 from thumbcache.state.model import (
     FAILED,
-    OPEN_STATES,
     PENDING,
     SKIPPED,
     error_doc,
@@ -263,6 +261,10 @@ def _plan_chunk(
                     state = SKIPPED if current else PENDING
                     item["planned"][stage] = state
                     item["stages"][stage] = {"state": state, "attempts": 0}
+                renditions = rt.settings.renditions
+                bases = bases_of(renditions, item["stages"], image["width"], image["height"])
+                for stage, base in bases.items():
+                    item["stages"][stage]["after"] = base
                 if all(s == SKIPPED for s in item["planned"].values()):
                     item.update(outcome=SKIPPED, outcome_by=BY_SCAN)
             planned.append(_Planned(image, item, image_id not in known))
@@ -346,16 +348,8 @@ def _render_messages(
     rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]
 ) -> Iterator[Any]:
     for item in items:
-        for stage, sub in item.get("stages", {}).items():
-            if sub.get("state") in OPEN_STATES:
-                request = RenderRequest(
-                    job["_id"],
-                    item["collection_id"],
-                    item["image_id"],
-                    item["source"],
-                    job["force"],
-                )
-                yield render_message(rt.settings.rendition(stage), request, job.get("lane", FRESH))
+        stages = ready_stages(item.get("stages", {}))
+        yield from render_messages(rt.settings.renditions, job, item, stages)
 
 
 def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:

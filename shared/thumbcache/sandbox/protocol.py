@@ -85,6 +85,7 @@ class RenderResult:
     source_format: str | None = None
     diagnostics: list[str] = field(default_factory=list)  # decoder warnings, stderr lines
     also: list[RenderResult] = field(default_factory=list)  # the task's ``also``, in order
+    derived_from: str = ""  # the rendition whose file it was made from ("": the source)
 
     @property
     def bytes(self) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pymongo import UpdateOne
@@ -38,6 +38,7 @@ from thumbcache.state.model import (
     outcome_counter,
     record_summary,
     stage_counter_for,
+    waiting_on,
 )
 from thumbcache.state.store import Store
 
@@ -65,6 +66,7 @@ class Ended:
 
     replaced: Mapping[str, Any] | None
     settled: str | None
+    released: tuple[str, ...] = ()  # stages derived from this one, waiting for it to end
 
 
 def end_stage(store: Store, end: StageEnd, clock: Clock = utcnow) -> Ended | None:
@@ -239,6 +241,10 @@ def _end_stages(
         },
     )
     results = [batch.decide(end, now) for end in ends]
+    results = [
+        None if ended is None else replace(ended, released=batch.released_by(end))
+        for end, ended in zip(ends, results, strict=True)
+    ]
     if not batch.item_sets:
         return results
     fault_point("before_counts", ends[0].image_id)  # a winner slow between transition and counts
@@ -286,6 +292,12 @@ class _EndBatch:
         for key, n in _increments(end, settled).items():
             counts[key] = counts.get(key, 0) + n
         return Ended(replaced, settled)
+
+    def released_by(self, end: StageEnd) -> tuple[str, ...]:
+        """The stages of ``end``'s item waiting on its stage (once every end of the batch is
+        decided: a companion ended with it is not waiting)."""
+        item = self.items.get(job_item_id(end.job_id, end.image_id)) or {}
+        return waiting_on(item.get("stages") or {}, end.stage)
 
     def _update_image(self, end: StageEnd, settled: str | None) -> Mapping[str, Any] | None:
         update = self.image_updates.setdefault(end.image_id, {})

@@ -162,3 +162,15 @@ def error_doc(error_class: str, message: str) -> dict[str, str]:
 
 def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def waiting_on(stages: Mapping[str, Mapping[str, Any]], base: str) -> tuple[str, ...]:
+    """The stages of a job item derived from ``base`` and still open: their messages go out
+    once ``base`` has ended (thumbcache.pipeline.derivation). A running one is included: it
+    was claimed as a companion of a render of ``base`` that never ended it (that render would
+    have ended both together), so its holder died, and no message of its own is coming."""
+    return tuple(
+        name
+        for name, sub in stages.items()
+        if sub.get("after") == base and sub.get("state") in OPEN_STATES
+    )

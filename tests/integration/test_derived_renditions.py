@@ -1,0 +1,221 @@
+"""A thumbnail derived from the cache image: its message goes out once the cache stage has
+ended, it renders from the cache image's file when that is current (else from the source), it
+is recorded as made from the source (so a rerun skips it), and a crash between the cache
+stage's end and the release loses nothing."""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+import pytest
+from thumbcache.contracts import RenderRequest
+from thumbcache.pipeline import render as render_module
+from thumbcache.pipeline.recovery import republish_open_work
+from thumbcache.pipeline.render import render_step
+from thumbcache.sandbox.pool import RenderPool
+
+from tests.imagegen import jpeg_bytes
+from tests.invariants import assert_folders_match_disk, assert_job_exact
+from tests.pipeline_helpers import drain, make_runtime
+
+# Small boxes keep the sources small: a 1200x900 source is 9x the 400x300 cache image, which
+# is 4x the 100x75 thumbnail, so the thumbnail derives (as a 12 MP photo's does by default).
+SMALL_BOXES = {
+    "renditions__cache__width": "400",
+    "renditions__cache__height": "300",
+    "renditions__thumbnail__width": "100",
+    "renditions__thumbnail__height": "100",
+}
+
+
+class RecordingPool(RenderPool):
+    """The real pool, recording what each task read."""
+
+    def __init__(self) -> None:
+        super().__init__(1024, 2)
+        self.tasks: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def render(self, task, time_limit):
+        self.tasks.append((task.root, task.source, tuple(r.name for r in task.renditions)))
+        return super().render(task, time_limit)
+
+
+def _runtime(tmp_path, mongo_url, db_name, **env):
+    rt = make_runtime(tmp_path, mongo_url, db_name, **{**SMALL_BOXES, **env})
+    rt.pool = RecordingPool()
+    return rt
+
+
+def _photos(tmp_path, sizes):
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i, (w, h) in enumerate(sizes):
+        (root / f"p{i:03d}.jpg").write_bytes(jpeg_bytes(w, h, seed=i))
+    return root
+
+
+def _queued(rt, queue) -> list[RenderRequest]:
+    """The requests waiting in a stub-broker queue (taken out of it)."""
+    messages = [dramatiq.Message.decode(m) for m in list(rt.broker.queues[queue].queue)]
+    rt.broker.flush(queue)
+    return [RenderRequest.from_dict(m.args[0]) for m in messages]
+
+
+def _scan(rt, root):
+    """Scan to the end, keeping the render messages the scan published."""
+    from thumbcache.contracts import ScanRequest
+    from thumbcache.pipeline.scan import scan_step, start_scan
+
+    from tests.pipeline_helpers import scan_messages
+
+    job = start_scan(rt, str(root))
+    (message,) = scan_messages(rt)
+    rt.broker.flush("scan")
+    scan_step(rt, ScanRequest.from_dict(message.args[0]))
+    return job
+
+
+def test_a_large_photos_thumbnail_is_rendered_from_its_cache_image(tmp_path, mongo_url, db_name):
+    # Given workers that each serve one rendition (as deployed), and large and small photos
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
+    root = _photos(tmp_path, [(1200, 900), (1200, 900), (300, 200)])
+    job = _scan(rt, root)
+    # Then the scan sent the cache messages, and a thumbnail message only for the small photo
+    caches = _queued(rt, "cache")
+    thumbnails = _queued(rt, "thumbnail")
+    assert len(caches) == 3
+    assert [t.source for t in thumbnails] == ["p002.jpg"] and thumbnails[0].base == ""
+    # When the cache stages end, the large photos' thumbnails go out, naming their base
+    for request in caches:
+        assert render_step(rt, "cache", request, last_try=False) == "done"
+    released = _queued(rt, "thumbnail")
+    assert sorted(r.source for r in released) == ["p000.jpg", "p001.jpg"]
+    assert {r.base for r in released} == {"cache"}
+    for request in released + thumbnails:
+        assert render_step(rt, "thumbnail", request, last_try=False) == "done"
+    # Then those thumbnails were rendered from the cache image's file, and recorded as made from
+    # the source (its fingerprint), so the job is exact and a rerun skips every rendition
+    from_cache = [t for t in rt.pool.tasks if t[2] == ("thumbnail",) and "_cache_" in t[1]]
+    assert len(from_cache) == 2
+    for image in rt.store.images.iter_collection(job["collection_id"]):
+        thumbnail, cache = image["renditions"]["thumbnail"], image["renditions"]["cache"]
+        large = image["source"] != "p002.jpg"
+        assert (thumbnail.get("derived_from") == "cache") is large
+        assert thumbnail["fingerprint"] == image["fingerprint"] == cache["fingerprint"]
+        assert max(thumbnail["width"], thumbnail["height"]) == 100
+        assert os.path.isfile(thumbnail["path"])
+    assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
+    assert_folders_match_disk(rt.store)
+    rerun = _scan(rt, root)
+    assert _queued(rt, "cache") == _queued(rt, "thumbnail") == []
+    assert assert_job_exact(rt.store, rerun["_id"])["skipped"] == 3
+
+
+def test_a_failed_cache_image_releases_a_thumbnail_made_from_the_source(
+    tmp_path, mongo_url, db_name, monkeypatch
+):
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
+    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
+    (cache,) = _queued(rt, "cache")
+    real_write = render_module.write_atomically
+
+    def full_disk(path, data, **kwargs):
+        if "_cache_" in os.path.basename(path):
+            raise OSError(28, "No space left on device")
+        return real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(render_module, "write_atomically", full_disk)
+    assert render_step(rt, "cache", cache, last_try=True) == "failed"
+    (thumbnail,) = _queued(rt, "thumbnail")
+    assert thumbnail.base == "cache"
+    assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"
+    image = rt.store.images.get(thumbnail.image_id)
+    assert "derived_from" not in image["renditions"]["thumbnail"]  # the source it was
+    assert rt.pool.tasks[-1][1] == "p000.jpg"
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["stages"]["cache"]["failed"] == 1 and job["stages"]["thumbnail"]["completed"] == 1
+
+
+def test_a_crash_between_the_cache_end_and_the_release_is_made_good_by_the_redelivery(
+    tmp_path, mongo_url, db_name, monkeypatch
+):
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
+    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
+    (cache,) = _queued(rt, "cache")
+    real_publish = render_module.publish_batch
+
+    def broker_gone(broker, messages):
+        raise ConnectionError("broker went away")
+
+    monkeypatch.setattr(render_module, "publish_batch", broker_gone)
+    with pytest.raises(ConnectionError):
+        render_step(rt, "cache", cache, last_try=False)
+    assert _queued(rt, "thumbnail") == []
+    item = rt.store.items.get(job["_id"], cache.image_id)
+    assert item["stages"]["cache"]["state"] == "done"
+    assert item["stages"]["thumbnail"]["state"] == "pending"
+    # When the cache message comes again (Dramatiq retries it; RabbitMQ redelivers it)
+    monkeypatch.setattr(render_module, "publish_batch", real_publish)
+    assert render_step(rt, "cache", cache, last_try=False) == "duplicate"
+    (thumbnail,) = _queued(rt, "thumbnail")
+    assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"
+    assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
+
+
+def test_recovery_republishes_a_derived_stage_only_once_its_base_has_ended(
+    tmp_path, mongo_url, db_name
+):
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
+    job = _scan(rt, _photos(tmp_path, [(1200, 900), (1200, 900)]))
+    first, second = _queued(rt, "cache")
+    _queued(rt, "thumbnail")
+    assert render_step(rt, "cache", first, last_try=False) == "done"
+    _queued(rt, "thumbnail")  # the release of the first image's thumbnail, lost
+    assert republish_open_work(rt, rt.store.jobs.get(job["_id"])) == 2
+    assert [r.image_id for r in _queued(rt, "cache")] == [second.image_id]
+    (thumbnail,) = _queued(rt, "thumbnail")
+    assert (thumbnail.image_id, thumbnail.base) == (first.image_id, "cache")
+
+
+def test_one_process_serving_both_renders_them_from_one_decode_with_one_message(
+    tmp_path, mongo_url, db_name
+):
+    # Given the embedded default (both renditions in one process, decodes shared)
+    rt = _runtime(tmp_path, mongo_url, db_name)
+    from thumbcache.pipeline.scan import start_scan
+
+    job = start_scan(rt, str(_photos(tmp_path, [(1200, 900)] * 4)))
+    drain(rt)
+    # Then each image was one render of both renditions, from the source, and no thumbnail
+    # message was needed
+    assert [t[2] for t in rt.pool.tasks] == [("cache", "thumbnail")] * 4
+    assert all(t[1].startswith("p0") for t in rt.pool.tasks)
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["status"] == "done" and job["stages"]["thumbnail"]["completed"] == 4
+    assert rt.image_turns._ended == {}  # nothing remembered for messages that never come
+    assert_folders_match_disk(rt.store)
+
+
+def test_a_companion_claim_left_by_a_dead_render_is_released_with_its_base(
+    tmp_path, mongo_url, db_name
+):
+    # Given a process killed while it rendered an image's cache image and, as its companion,
+    # the thumbnail (both left running)
+    from thumbcache.state.completion import Claim, claim_stages
+
+    rt = _runtime(tmp_path, mongo_url, db_name)
+    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
+    (cache,) = _queued(rt, "cache")
+    claims = [
+        Claim(job["_id"], cache.image_id, "cache", "dead", 3),
+        Claim(job["_id"], cache.image_id, "thumbnail", "dead+cache:0", 3, pending_only=True),
+    ]
+    assert all(claim_stages(rt.store, claims))
+    # When the cache message comes again and renders the cache image alone
+    assert render_step(rt, "cache", cache, last_try=False) == "done"
+    # Then the thumbnail, which no message would ever have reached, is released and rendered
+    (thumbnail,) = _queued(rt, "thumbnail")
+    assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"
+    assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
+    assert_folders_match_disk(rt.store)
