@@ -51,12 +51,32 @@ MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Throughput:
-    """One distributed job: images per second with ``workers`` render workers per stage."""
+class Layout:
+    """Render workers per stage, and whether thumbnails derive from cache images."""
 
-    workers: int
+    thumbnails: int
+    caches: int
+    derive: bool = True
+
+    @property
+    def label(self) -> str:
+        """How a table row names it."""
+        how = "thumbnails from cache images" if self.derive else "thumbnails from sources"
+        return f"{self.thumbnails} thumbnail + {self.caches} cache worker(s), {how}"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One distributed job: images per second with a layout of render workers."""
+
+    layout: Layout
     images: int
     seconds: float
+
+    @property
+    def workers(self) -> int:
+        """Render workers in all."""
+        return self.layout.thumbnails + self.layout.caches
 
     @property
     def rate(self) -> float:
@@ -65,11 +85,11 @@ class Throughput:
 
 
 def distributed_rate(
-    work: Path, env: dict[str, str], mongo_url: str, source: Path, workers: int
+    work: Path, env: dict[str, str], mongo_url: str, source: Path, layout: Layout
 ) -> Throughput:
-    """Run one job on 1 scanner + ``workers`` workers per render stage; time it."""
+    """Run one job on 1 scanner + the layout's render workers; time it."""
     database = f"bench{uuid.uuid4().hex[:8]}"
-    run_dir = work / f"w{workers}"
+    run_dir = work / f"t{layout.thumbnails}c{layout.caches}{'d' if layout.derive else 's'}"
     run_dir.mkdir()
     with private_vhost() as amqp_url:
         cluster_env = {
@@ -78,11 +98,12 @@ def distributed_rate(
             "THUMBCACHE_MONGO_URL": mongo_url,
             "THUMBCACHE_DATABASE": database,
             "THUMBCACHE_CACHE_FOLDERS": str(run_dir / "cache"),
+            "THUMBCACHE_RENDITIONS__THUMBNAIL__DERIVE_FROM": "cache" if layout.derive else "",
         }
         procs = [Worker("scanner", cluster_env, run_dir / "scanner.log")]
-        for stage in ("thumbnail", "cache"):
+        for stage, count in (("thumbnail", layout.thumbnails), ("cache", layout.caches)):
             procs += [
-                Worker(stage, cluster_env, run_dir / f"{stage}-{i}.log") for i in range(workers)
+                Worker(stage, cluster_env, run_dir / f"{stage}-{i}.log") for i in range(count)
             ]
         try:
             for proc in procs:
@@ -106,7 +127,7 @@ def distributed_rate(
             codes = [proc.stop() for proc in procs]
     if any(codes):
         raise RuntimeError(f"a worker exited badly: {codes}")
-    return Throughput(workers, int(job["total"]), seconds)
+    return Throughput(layout, int(job["total"]), seconds)
 
 
 def _seconds(start: dt.datetime, end: dt.datetime) -> float:
@@ -126,7 +147,8 @@ def embedded_rate(work: Path, source: Path) -> Throughput:
         (job,) = store.jobs.recent(limit=1)
         if job["status"] != JOB_DONE or job["completed"] != job["total"]:
             raise RuntimeError(f"the embedded run did not complete every image: {job}")
-        return Throughput(0, int(job["total"]), _seconds(job["created_at"], job["finished_at"]))
+        seconds = _seconds(job["created_at"], job["finished_at"])
+        return Throughput(Layout(0, 0), int(job["total"]), seconds)
     finally:
         store.close()
         server.stop()
@@ -142,15 +164,20 @@ def plot_throughput(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    xs = [r.workers for r in runs]
-    ax.plot(xs, [r.rate for r in runs], "o-", label="distributed (RabbitMQ, worker processes)")
-    for r in runs:
-        ax.annotate(f"{r.rate:.1f}", (r.workers, r.rate), textcoords="offset points",
-                    xytext=(0, 7), ha="center")  # fmt: skip
+    xs = sorted({r.workers for r in runs})
+    for derive in (True, False):
+        mine = sorted((r for r in runs if r.layout.derive is derive), key=lambda r: r.workers)
+        how = "thumbnails from cache images" if derive else "thumbnails from sources"
+        if mine:
+            ax.plot([r.workers for r in mine], [r.rate for r in mine], "o-",
+                    label=f"distributed, {how}")  # fmt: skip
+        for r in mine:
+            ax.annotate(f"{r.rate:.1f}", (r.workers, r.rate), textcoords="offset points",
+                        xytext=(0, 7), ha="center")  # fmt: skip
     ax.axhline(embedded, color="tab:green", linestyle="--", label="embedded `thumbcache run`")
     ax.axhline(ceiling, color="tab:red", linestyle=":", label="engine alone, all cores")
     ax.set_xticks(xs)
-    ax.set_xlabel("render workers per stage (one thread each)")
+    ax.set_xlabel("render workers, both stages (one thread each)")
     ax.set_ylabel("images per second (both renditions)")
     ax.set_ylim(0, max(ceiling, embedded, *(r.rate for r in runs)) * 1.2)
     ax.set_title(title, fontsize=10)
@@ -190,6 +217,15 @@ def plot_scan_memory(path: Path, runs: Sequence[ScanRun]) -> None:
     plt.close(fig)
 
 
+def _layouts(text: str) -> list[Layout]:
+    """``1,2`` (that many per stage) or ``1:2,2:2`` (thumbnail:cache) as layouts."""
+    layouts = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        thumbnails, _, caches = part.partition(":")
+        layouts.append(Layout(int(thumbnails), int(caches or thumbnails)))
+    return layouts
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -212,9 +248,9 @@ def measure_throughput(
     small = work / "n"
     paths = make_corpus(small, args.images, args.megapixels)
     runs = []
-    for workers in args.workers:
-        runs.append(distributed_rate(work, env, mongo_url, small, workers))
-        print(f"distributed, {workers} per stage: {runs[-1].rate:.2f} images/s", file=sys.stderr)
+    for layout in args.workers:
+        runs.append(distributed_rate(work, env, mongo_url, small, layout))
+        print(f"distributed, {layout.label}: {runs[-1].rate:.2f} images/s", file=sys.stderr)
     embedded = embedded_rate(work, small).rate
     engine_out = work / "engine-out"
     engine_out.mkdir()
@@ -253,8 +289,8 @@ def print_report(figures: Figures, args: argparse.Namespace) -> None:
         print(f"| embedded `thumbcache run`, default settings | "
               f"{figures.embedded:.2f} | {ceiling / figures.embedded:.2f} |")  # fmt: skip
         for r in figures.runs:
-            print(f"| distributed, {r.workers} thumbnail + {r.workers} cache worker(s) | "
-                  f"{r.rate:.2f} | {ceiling / r.rate:.2f} |")  # fmt: skip
+            print(f"| distributed, {r.layout.label} | {r.rate:.2f} | {ceiling / r.rate:.2f} "
+                  f"(embedded / this: {figures.embedded / r.rate:.2f}) |")  # fmt: skip
         title = f"{args.images} photo-like {args.megapixels:g} MP JPEGs per job, {cores} cores"
         plot_throughput(
             args.out / "scaling-throughput.png", figures.runs, figures.embedded, ceiling, title
@@ -275,11 +311,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m thumbcache.bench.scaling")
     parser.add_argument("--images", type=int, default=48, help="images per distributed job")
     parser.add_argument("--megapixels", type=float, default=12.0)
-    parser.add_argument("--workers", type=_ints, default=[1, 2, 4])
+    parser.add_argument(
+        "--workers",
+        type=_layouts,
+        default=_layouts("1,2,4"),
+        help="render worker layouts: N (N per stage) or T:C (thumbnail:cache), comma-separated",
+    )
+    parser.add_argument(
+        "--derive",
+        default="on,off",
+        help="thumbnails from cache images (on), from sources (off), or both: on,off",
+    )
     parser.add_argument("--scan-sizes", type=_ints, default=[10_000, 50_000, 200_000, 1_000_000])
     parser.add_argument("--high-water", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
+    modes = [m.strip() == "on" for m in args.derive.split(",") if m.strip()]
+    args.workers = [dataclasses.replace(w, derive=d) for d in modes for w in args.workers]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBCACHE_")}
     env["THUMBCACHE_LOG_LEVEL"] = "WARNING"
     work = Path(tempfile.mkdtemp(prefix="thumbcache-scaling-"))
