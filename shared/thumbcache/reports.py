@@ -23,7 +23,7 @@ def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-RECORD_FIELDS = ("path", "width", "height", "bytes", "quality")
+RECORD_FIELDS = ("path", "width", "height", "bytes", "quality", "derived_from")
 
 
 def image_line(image: Mapping[str, Any], renditions: Iterable[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from thumbcache.contracts import RenderRequest
 from thumbcache.pipeline import render as render_module
 from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.render import render_step
+from thumbcache.reports import image_line
 from thumbcache.sandbox.pool import RenderPool
 
 from tests.imagegen import jpeg_bytes
@@ -102,6 +103,8 @@ def test_a_large_photos_thumbnail_is_rendered_from_its_cache_image(tmp_path, mon
         thumbnail, cache = image["renditions"]["thumbnail"], image["renditions"]["cache"]
         large = image["source"] != "p002.jpg"
         assert (thumbnail.get("derived_from") == "cache") is large
+        shown = image_line(image, ["thumbnail"])["thumbnail"]  # `images --json`, the API
+        assert shown["derived_from"] == ("cache" if large else None)
         assert thumbnail["fingerprint"] == image["fingerprint"] == cache["fingerprint"]
         assert max(thumbnail["width"], thumbnail["height"]) == 100
         assert os.path.isfile(thumbnail["path"])

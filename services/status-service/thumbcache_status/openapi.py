@@ -113,6 +113,7 @@ def _schemas(renditions: Sequence[str]) -> dict[str, Any]:
                 "height": COUNT,
                 "bytes": COUNT,
                 "quality": _nullable({"type": "integer"}),
+                "derived_from": NSTR,  # the rendition whose file it was made from (ADR 0007)
             }
         )
     )
