@@ -222,3 +222,35 @@ def test_a_companion_claim_left_by_a_dead_render_is_released_with_its_base(
     assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"
     assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
     assert_folders_match_disk(rt.store)
+
+
+@pytest.mark.parametrize("shared", ["true", "false"])
+def test_a_stray_message_for_a_derived_stage_waits_for_its_base(
+    tmp_path, mongo_url, db_name, shared
+):
+    # Given a thumbnail message that went out before its cache stage ended (a duplicate, a
+    # requeue by hand, an older scanner)
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode=shared)
+    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
+    (cache,) = _queued(rt, "cache")
+    stray = RenderRequest(job["_id"], cache.collection_id, cache.image_id, cache.source)
+    # Then it renders nothing and fails nothing: the cache stage's end sends it again
+    assert render_step(rt, "thumbnail", stray, last_try=True) == "early"
+    item = rt.store.items.get(job["_id"], cache.image_id)
+    assert item["stages"]["thumbnail"] == {"state": "pending", "attempts": 0, "after": "cache"}
+    assert item["stages"]["cache"]["state"] == "pending"  # a companion claim given back
+    assert rt.pool.tasks == []
+    assert render_step(rt, "cache", cache, last_try=False) == "done"
+    released = _queued(rt, "thumbnail")
+    assert len(released) == (0 if shared == "true" else 1)  # shared: rendered as a companion
+    # And coming again once the cache stage has ended, it renders what its released twin would
+    # (from the cache image), so the two racing would write the same bytes
+    again = render_step(rt, "thumbnail", stray, last_try=False)
+    assert again == ("duplicate" if shared == "true" else "done")
+    for request in released:
+        assert render_step(rt, "thumbnail", request, last_try=False) == "duplicate"
+    image = rt.store.images.get(cache.image_id)
+    derived = image["renditions"]["thumbnail"].get("derived_from")
+    assert derived == (None if shared == "true" else "cache")  # shared: one decode of the source
+    assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
+    assert_folders_match_disk(rt.store)

@@ -30,7 +30,7 @@ import dramatiq
 from thumbcache.contracts import FRESH, RenderRequest, render_message
 from thumbcache.imaging.geometry import fit_within
 from thumbcache.renditions import RenditionSettings
-from thumbcache.state.model import OPEN_STATES
+from thumbcache.state.model import OPEN_STATES, awaits_base
 
 # The source must hold this many times the base rendition's pixels (below it the source's own
 # decode is about as cheap as the base's: 1.9-2 MP sources gained 10-25%).
@@ -81,8 +81,7 @@ def ready_stages(stages: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [
         name
         for name, sub in stages.items()
-        if sub.get("state") in OPEN_STATES
-        and (stages.get(sub.get("after") or "") or {}).get("state") not in OPEN_STATES
+        if sub.get("state") in OPEN_STATES and not awaits_base(stages, name)
     ]
 
 

@@ -37,6 +37,7 @@ from thumbcache.state.model import (
     FAILED,
     OPEN_STATES,
     SKIPPED,
+    awaits_base,
     error_doc,
     recipe_hash,
     rendition_is_current,
@@ -213,8 +214,10 @@ def produce_all(
     if not targets:
         return outcomes
     started = time.perf_counter()
-    base = _base_record(rt, request, image) if len(targets) == 1 else None
-    first = _render_derived(rt, request, targets[0], base) if base else None
+    only = targets[0].rendition.name if len(targets) == 1 else None
+    named = request.base if only == stages[0] else ""  # the base the message names
+    base = _base_record(rt, only, named, image) if only else None
+    first = _render_derived(rt, request, targets[0], *base) if base else None
     if first is None:
         task = RenderTask(
             collection["root"], request.source, targets[0].rendition, settings.limits,
@@ -241,24 +244,31 @@ def produce_all(
 
 
 def _base_record(
-    rt: Runtime, request: RenderRequest, image: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The record of the rendition this message's is derived from, when that rendition is
-    current (its stage ended before the message went out: otherwise it failed, and the source
-    is rendered as usual)."""
-    base = rt.settings.renditions.get(request.base) if request.base else None
-    record = (image.get("renditions") or {}).get(request.base) if base else None
+    rt: Runtime, stage: str, named: str, image: dict[str, Any]
+) -> tuple[str, dict[str, Any]] | None:
+    """The rendition this stage is derived from and its record, when that rendition is current
+    (its stage ended before this message went out; otherwise it failed, and the source is
+    rendered as usual). The base is the one ``named`` by the message, else the one the scan's rule
+    gives for this image: a message sent without it (a duplicate, a requeue by hand) renders
+    what its released twin renders."""
+    renditions = rt.settings.renditions
+    name = named
+    if not name and renditions[stage].derive_from:
+        pair = (stage, renditions[stage].derive_from)
+        name = bases_of(renditions, pair, image.get("width"), image.get("height")).get(stage, "")
+    base = renditions.get(name) if name else None
+    record = (image.get("renditions") or {}).get(name) if base else None
     if base is None or record is None:
         return None
     path = str(record.get("path") or "")
     recipe = recipe_hash(base, ENGINE_VERSION)
     fingerprint = image.get("fingerprint") or {}
     current = rendition_is_current(record, recipe, fingerprint, os.path.isfile(path))
-    return record if current else None
+    return (name, record) if current else None
 
 
 def _render_derived(
-    rt: Runtime, request: RenderRequest, target: _Target, base: dict[str, Any]
+    rt: Runtime, request: RenderRequest, target: _Target, name: str, base: dict[str, Any]
 ) -> RenderResult | None:
     """Render ``target`` from the base rendition's file (in the sandbox, as a source), recorded
     as made from the source the base was made from; None if that file cannot be rendered (the
@@ -272,13 +282,13 @@ def _render_derived(
         raise
     except Exception as exc:
         log.warning("%s of %s: its %s file did not render (%s); rendering the source",
-                    target.rendition.name, request.source, request.base, exc)  # fmt: skip
+                    target.rendition.name, request.source, name, exc)  # fmt: skip
         return None
     return dataclasses.replace(
         result,
         fingerprint=dict(base["fingerprint"]),
         source_quality=base.get("source_quality"),
-        derived_from=request.base,
+        derived_from=name,
     )
 
 
@@ -415,6 +425,8 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
     if sub is None:
         log.warning("%s message for unknown item %s:%s", stage, request.job_id, request.image_id)
         return "unknown"
+    if sub.get("state") in OPEN_STATES and awaits_base((item or {}).get("stages", {}), stage):
+        return "early"  # derived, and its base has not ended: that end sends it again
     if sub.get("state") in OPEN_STATES:
         exc = WorkerCrashed(
             f"started {sub.get('attempts', 0)} times without finishing (the worker died each time)"

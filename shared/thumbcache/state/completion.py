@@ -33,6 +33,7 @@ from thumbcache.state.model import (
     OPEN_STATES,
     PENDING,
     RUNNING,
+    awaits_base,
     folder_deltas,
     image_outcome,
     outcome_counter,
@@ -184,10 +185,12 @@ def _claim_stages(
     writes = []
     for claim in claims:
         item_id = job_item_id(claim.job_id, claim.image_id)
-        sub = ((items.get(item_id) or {}).get("stages") or {}).get(claim.stage) or {}
+        stages = (items.get(item_id) or {}).get("stages") or {}
+        sub = stages.get(claim.stage) or {}
         attempts = int(sub.get("attempts", 0))
         claimable = (PENDING,) if claim.pending_only else OPEN_STATES
-        if sub.get("state") not in claimable or attempts >= claim.max_attempts:
+        early = not claim.pending_only and awaits_base(stages, claim.stage)  # a stray message
+        if sub.get("state") not in claimable or attempts >= claim.max_attempts or early:
             won.append(None)
             continue
         prefix = f"stages.{claim.stage}"

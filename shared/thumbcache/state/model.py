@@ -164,6 +164,13 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def awaits_base(stages: Mapping[str, Mapping[str, Any]], stage: str) -> bool:
+    """Whether ``stage`` of a job item is derived from a stage that is still open (its message
+    goes out, and it renders, only once that one has ended)."""
+    base = str((stages.get(stage) or {}).get("after") or "")
+    return bool(base) and (stages.get(base) or {}).get("state") in OPEN_STATES
+
+
 def waiting_on(stages: Mapping[str, Mapping[str, Any]], base: str) -> tuple[str, ...]:
     """The stages of a job item derived from ``base`` and still open: their messages go out
     once ``base`` has ended (thumbcache.pipeline.derivation). A running one is included: it
