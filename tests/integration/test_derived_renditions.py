@@ -77,6 +77,14 @@ def _scan(rt, root):
     return job
 
 
+def _one_large_photo(tmp_path, mongo_url, db_name, shared="false"):
+    """A runtime, the job of its scan of one large photo, and that photo's cache message."""
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode=shared)
+    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
+    (cache,) = _queued(rt, "cache")
+    return rt, job, cache
+
+
 def test_a_large_photos_thumbnail_is_rendered_from_its_cache_image(tmp_path, mongo_url, db_name):
     # Given workers that each serve one rendition (as deployed), and large and small photos
     rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
@@ -118,9 +126,7 @@ def test_a_large_photos_thumbnail_is_rendered_from_its_cache_image(tmp_path, mon
 def test_a_failed_cache_image_releases_a_thumbnail_made_from_the_source(
     tmp_path, mongo_url, db_name, monkeypatch
 ):
-    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
-    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
-    (cache,) = _queued(rt, "cache")
+    rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name)
     real_write = render_module.write_atomically
 
     def full_disk(path, data, **kwargs):
@@ -143,9 +149,7 @@ def test_a_failed_cache_image_releases_a_thumbnail_made_from_the_source(
 def test_a_crash_between_the_cache_end_and_the_release_is_made_good_by_the_redelivery(
     tmp_path, mongo_url, db_name, monkeypatch
 ):
-    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
-    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
-    (cache,) = _queued(rt, "cache")
+    rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name)
     real_publish = render_module.publish_batch
 
     def broker_gone(broker, messages):
@@ -207,9 +211,7 @@ def test_a_companion_claim_left_by_a_dead_render_is_released_with_its_base(
     # the thumbnail (both left running)
     from thumbcache.state.completion import Claim, claim_stages
 
-    rt = _runtime(tmp_path, mongo_url, db_name)
-    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
-    (cache,) = _queued(rt, "cache")
+    rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name, "true")
     claims = [
         Claim(job["_id"], cache.image_id, "cache", "dead", 3),
         Claim(job["_id"], cache.image_id, "thumbnail", "dead+cache:0", 3, pending_only=True),
@@ -230,9 +232,7 @@ def test_a_stray_message_for_a_derived_stage_waits_for_its_base(
 ):
     # Given a thumbnail message that went out before its cache stage ended (a duplicate, a
     # requeue by hand, an older scanner)
-    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode=shared)
-    job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
-    (cache,) = _queued(rt, "cache")
+    rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name, shared)
     stray = RenderRequest(job["_id"], cache.collection_id, cache.image_id, cache.source)
     # Then it renders nothing and fails nothing: the cache stage's end sends it again
     assert render_step(rt, "thumbnail", stray, last_try=True) == "early"
