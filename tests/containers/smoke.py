@@ -81,6 +81,8 @@ def _run(engine: Engine) -> None:
     job = _step("job done, read through the API", lambda: _wait_job(engine, job_id))
     _step("outcomes and reasons", lambda: _check_outcomes(engine, job))
     _step("renditions on the shared volume", lambda: _check_renditions(engine))
+    _step("a large photo's thumbnail made from its cache image",
+          lambda: _check_derived(engine, job))  # fmt: skip
     _step("a tokenless scan is refused", lambda: _check_token_required(engine))
     _step("workers export metrics", lambda: _check_metrics(engine))
     _step("still healthy, never restarted", lambda: _check_health(engine))
@@ -280,6 +282,22 @@ print(json.dumps(sizes))
         too_big = [s for s in found if s[0] > width or s[1] > height]
         if too_big:
             raise SmokeFailure(f"{kind} renditions outside {width}x{height}: {too_big}")
+
+
+def _check_derived(engine: Engine, job: dict[str, Any]) -> None:
+    """The thumbnail-service rendered photo.jpg (2400x1600: 2.2x the cache image's pixels)
+    from the cache image the cache-service wrote on the shared volume (ADR 0007), and the small
+    PNG from its source."""
+    path = f"/v1/collections/{job['collection_id']}/images?limit=100"
+    status, page = _api(engine, "GET", path)
+    if status != 200:
+        raise SmokeFailure(f"GET {path}: {status} {page}")
+    rows = page["items"]
+    made = {row["source"]: (row.get("thumbnail") or {}).get("derived_from") for row in rows}
+    want = {"photo.jpg": "cache", "alpha.png": None}
+    got = {source: made.get(source, "missing") for source in want}
+    if got != want:
+        raise SmokeFailure(f"thumbnails derived from {got}, expected {want}")
 
 
 def _check_token_required(engine: Engine) -> None:
