@@ -57,12 +57,14 @@ class Layout:
     thumbnails: int
     caches: int
     derive: bool = True
+    threads: int = 1  # per render worker (the Deployments run 4)
 
     @property
     def label(self) -> str:
         """How a table row names it."""
         how = "thumbnails from cache images" if self.derive else "thumbnails from sources"
-        return f"{self.thumbnails} thumbnail + {self.caches} cache worker(s), {how}"
+        each = f"{self.threads} threads each" if self.threads > 1 else "one thread each"
+        return f"{self.thumbnails} thumbnail + {self.caches} cache worker(s) ({each}), {how}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ def distributed_rate(
 ) -> Throughput:
     """Run one job on 1 scanner + the layout's render workers; time it."""
     database = f"bench{uuid.uuid4().hex[:8]}"
-    run_dir = work / f"t{layout.thumbnails}c{layout.caches}{'d' if layout.derive else 's'}"
+    run_dir = work / (
+        f"t{layout.thumbnails}c{layout.caches}x{layout.threads}{'d' if layout.derive else 's'}"
+    )
     run_dir.mkdir()
     with private_vhost() as amqp_url:
         cluster_env = {
@@ -103,7 +107,8 @@ def distributed_rate(
         procs = [Worker("scanner", cluster_env, run_dir / "scanner.log")]
         for stage, count in (("thumbnail", layout.thumbnails), ("cache", layout.caches)):
             procs += [
-                Worker(stage, cluster_env, run_dir / f"{stage}-{i}.log") for i in range(count)
+                Worker(stage, cluster_env, run_dir / f"{stage}-{i}.log", layout.threads)
+                for i in range(count)
             ]
         try:
             for proc in procs:
@@ -318,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         help="render worker layouts: N (N per stage) or T:C (thumbnail:cache), comma-separated",
     )
     parser.add_argument(
+        "--threads", type=int, default=1, help="threads per render worker (Deployments: 4)"
+    )
+    parser.add_argument(
         "--derive",
         default="on,off",
         help="thumbnails from cache images (on), from sources (off), or both: on,off",
@@ -327,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
     modes = [m.strip() == "on" for m in args.derive.split(",") if m.strip()]
-    args.workers = [dataclasses.replace(w, derive=d) for d in modes for w in args.workers]
+    args.workers = [
+        dataclasses.replace(w, derive=d, threads=args.threads) for d in modes for w in args.workers
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBCACHE_")}
     env["THUMBCACHE_LOG_LEVEL"] = "WARNING"
     work = Path(tempfile.mkdtemp(prefix="thumbcache-scaling-"))
