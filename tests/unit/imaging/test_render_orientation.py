@@ -46,3 +46,16 @@ def test_portrait_stored_landscape_with_orientation_6_comes_out_portrait() -> No
     for r in (thumb, cache):
         assert near(pixel(r, 4, 4), RED, 12)
         assert near(pixel(r, r.width - 5, r.height - 5), GREEN, 12)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_thumbnail_derived_from_the_cache_image_is_upright_too(orientation: int) -> None:
+    # The cache image is written upright and carries no orientation of its own, so a thumbnail
+    # rendered from it (ADR 0007) is not turned a second time
+    displayed = marked(3000, 2000)
+    data = save(stored_as(displayed, orientation), "JPEG", quality=90,
+                exif=exif_with_orientation(orientation))  # fmt: skip
+    derived = render(render(data, CACHE, LIMITS).data, THUMB, LIMITS)
+    assert (derived.width, derived.height) == (300, 200)
+    assert near(pixel(derived, 6, 6), RED, 14), "red must be top-left"
+    assert near(pixel(derived, 293, 193), GREEN, 14), "green must be bottom-right"
