@@ -77,9 +77,9 @@ def _scan(rt, root):
     return job
 
 
-def _one_large_photo(tmp_path, mongo_url, db_name, shared="false"):
+def _one_large_photo(tmp_path, mongo_url, db_name, shared="false", **env):
     """A runtime, the job of its scan of one large photo, and that photo's cache message."""
-    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode=shared)
+    rt = _runtime(tmp_path, mongo_url, db_name, worker__shared_decode=shared, **env)
     job = _scan(rt, _photos(tmp_path, [(1200, 900)]))
     (cache,) = _queued(rt, "cache")
     return rt, job, cache
@@ -254,3 +254,31 @@ def test_a_stray_message_for_a_derived_stage_waits_for_its_base(
     assert derived == (None if shared == "true" else "cache")  # shared: one decode of the source
     assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
     assert_folders_match_disk(rt.store)
+
+
+def test_a_cache_stage_failed_by_the_stale_monitor_releases_its_thumbnail(
+    tmp_path, mongo_url, db_name
+):
+    # Given a large photo whose cache stage keeps going stale (its worker dies each time)
+    import datetime as dt
+
+    from thumbcache.ops.stale import check_stale
+
+    rt, job, cache = _one_large_photo(
+        tmp_path, mongo_url, db_name, ops__max_stale_requeues="1"  # the first pass fails it
+    )
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    rt.store.db["job_items"].update_one(
+        {"_id": f"{job['_id']}:{cache.image_id}"},
+        {"$set": {"stages.cache.state": "running", "stages.cache.heartbeat_at": old}},
+    )
+    # When the stale monitor fails it
+    assert check_stale(rt).failed == 1
+    # Then the thumbnail that waited on it goes out, and renders from the source
+    (thumbnail,) = _queued(rt, "thumbnail")
+    assert thumbnail.base == "cache"
+    assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"
+    image = rt.store.images.get(cache.image_id)
+    assert "derived_from" not in image["renditions"]["thumbnail"]
+    final = assert_job_exact(rt.store, job["_id"])
+    assert final["status"] == "done" and final["failed"] == 1

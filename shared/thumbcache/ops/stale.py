@@ -127,6 +127,8 @@ def _handle(
             ),
         )
         if ended is not None:
+            for message in render_messages(rt.settings.renditions, job, item, ended.released):
+                rt.broker.enqueue(message)  # what was derived from it renders from the source
             if ended.settled is not None:
                 finish_job_if_complete(rt, job["_id"])
             report.failed += 1
