@@ -144,11 +144,11 @@ def validate_registry(renditions: Mapping[str, RenditionSettings]) -> None:
         values = [getattr(r, what) for r in renditions.values()]
         _check(len(set(values)) == len(values), "renditions", f"two renditions share a {what}")
     for name, rendition in renditions.items():
-        base = renditions.get(rendition.derive_from)
-        if rendition.derive_from:
-            key = f"renditions.{name}.derive_from"
-            _check(base is not None and base.name != name, key, "must name another rendition")
-            _check(base is None or not base.derive_from, key, "names a derived rendition")
+        if not rendition.derive_from:
+            continue
+        key, base = f"renditions.{name}.derive_from", renditions.get(rendition.derive_from)
+        _check(base is not None and base.name != name, key, "must name another rendition")
+        _check(base is None or not base.derive_from, key, "names a derived rendition")
 
 
 def _check(ok: bool, key: str, why: str) -> None:

@@ -11,10 +11,10 @@ import dramatiq
 
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import BACKFILL
-from thumbcache.pipeline.derivation import ready_stages, render_messages
+from thumbcache.pipeline.derivation import render_messages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.state.completion import reopen_failed
-from thumbcache.state.model import FAILED, PENDING
+from thumbcache.state.model import FAILED
 from thumbcache.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,9 @@ def retry_failures(rt: Runtime, job_id: str, reason: str | None = None) -> Retry
         stages = [s for s, c in classes.items() if reason is None or c == reason]
         if not stages or not reopen_failed(rt.store, job_id, item["image_id"], stages):
             continue
-        subs = item.get("stages", {})
-        reopened = {
-            **item,
-            "stages": {**subs, **{s: {**subs[s], "state": PENDING} for s in stages}},
-        }
-        ready = ready_stages(reopened["stages"])  # a derived one goes out when its base ends
-        batch.extend(
-            render_messages(
-                rt.settings.renditions, job, reopened, [s for s in stages if s in ready], BACKFILL
-            )
-        )
+        # a derived stage reopened with its base goes out when the base ends again
+        ready = [s for s in stages if item["stages"][s].get("after") not in stages]
+        batch.extend(render_messages(rt.settings.renditions, job, item, ready, BACKFILL))
         report.requeued_images += 1
         report.requeued_renditions += len(stages)
     publish_batch(rt.broker, batch)

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thumbcache.errors import StaleItem
-from thumbcache.pipeline.derivation import render_messages
+from thumbcache.pipeline.derivation import render_messages, render_request
 from thumbcache.pipeline.recovery import repair_job
+from thumbcache.pipeline.render import Outcome, complete
 from thumbcache.pipeline.runtime import Runtime
-from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.state.clock import utcnow
-from thumbcache.state.completion import StageEnd, end_stage
-from thumbcache.state.model import FAILED, JOB_RUNNING, RUNNING, error_doc
+from thumbcache.state.model import FAILED, JOB_RUNNING, RUNNING
 
 log = logging.getLogger(__name__)
 NAMED_PER_JOB = 50
@@ -116,21 +115,8 @@ def _handle(
     if int(sub.get("stale_count", 0)) + 1 >= rt.settings.ops.max_stale_requeues:
         exc = StaleItem(f"went stale {int(sub.get('stale_count', 0)) + 1} times (last on "
                         f"{sub.get('worker')})")  # fmt: skip
-        ended = end_stage(
-            rt.store,
-            StageEnd(
-                job["_id"],
-                item["image_id"],
-                stage,
-                FAILED,
-                error=error_doc(exc.error_class, str(exc)),
-            ),
-        )
-        if ended is not None:
-            for message in render_messages(rt.settings.renditions, job, item, ended.released):
-                rt.broker.enqueue(message)  # what was derived from it renders from the source
-            if ended.settled is not None:
-                finish_job_if_complete(rt, job["_id"])
+        # ended like any render's failure: what was derived from it goes out, the job finishes
+        if complete(rt, stage, render_request(job, item, stage), Outcome(FAILED), exc):
             report.failed += 1
         return
     if items.mark_stale(job["_id"], item["image_id"], stage, sub["heartbeat_at"]):

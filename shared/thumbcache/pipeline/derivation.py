@@ -85,6 +85,22 @@ def ready_stages(stages: Mapping[str, Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def render_request(
+    job: Mapping[str, Any], item: Mapping[str, Any], stage: str, lane: str | None = None
+) -> RenderRequest:
+    """The request that renders ``stage`` of a job item (on the job's lane unless given),
+    naming the base it derives from."""
+    return RenderRequest(
+        job["_id"],
+        item["collection_id"],
+        item["image_id"],
+        item["source"],
+        bool(job.get("force", False)),
+        base=((item.get("stages") or {}).get(stage) or {}).get("after") or "",
+        lane=lane or job.get("lane", FRESH),
+    )
+
+
 def render_messages(
     renditions: Mapping[str, RenditionSettings],
     job: Mapping[str, Any],
@@ -92,26 +108,9 @@ def render_messages(
     stages: Iterable[str],
     lane: str | None = None,
 ) -> list[dramatiq.Message[Any]]:
-    """The messages that render ``stages`` of a job item (on the job's lane unless given),
-    each naming the base it derives from."""
-    lane = lane or job.get("lane", FRESH)
-    subs = item.get("stages") or {}
-    return [
-        render_message(
-            renditions[stage],
-            RenderRequest(
-                job["_id"],
-                item["collection_id"],
-                item["image_id"],
-                item["source"],
-                bool(job.get("force", False)),
-                base=(subs.get(stage) or {}).get("after") or "",
-                lane=lane,
-            ),
-            lane,
-        )
-        for stage in stages
-    ]
+    """The messages that render ``stages`` of a job item (see :func:`render_request`)."""
+    requests = [(stage, render_request(job, item, stage, lane)) for stage in stages]
+    return [render_message(renditions[s], r, r.lane) for s, r in requests]
 
 
 def released_messages(

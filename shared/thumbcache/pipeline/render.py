@@ -419,15 +419,17 @@ def complete_all(
 
 
 def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
-    """A message we could not claim: a duplicate of finished work, or a poison item."""
-    item = rt.store.items.get(request.job_id, request.image_id)
-    sub = (item or {}).get("stages", {}).get(stage)
+    """A message we could not claim: a duplicate of finished work, an early message of a
+    derived rendition, or a poison item."""
+    item = rt.store.items.get(request.job_id, request.image_id) or {}
+    stages = item.get("stages") or {}
+    sub = stages.get(stage)
     if sub is None:
         log.warning("%s message for unknown item %s:%s", stage, request.job_id, request.image_id)
         return "unknown"
-    if sub.get("state") in OPEN_STATES and awaits_base((item or {}).get("stages", {}), stage):
-        return "early"  # derived, and its base has not ended: that end sends it again
     if sub.get("state") in OPEN_STATES:
+        if awaits_base(stages, stage):
+            return "early"  # derived, and its base has not ended: that end sends it again
         exc = WorkerCrashed(
             f"started {sub.get('attempts', 0)} times without finishing (the worker died each time)"
         )
@@ -436,8 +438,8 @@ def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
         return FAILED
     # The stage ended: a crash between its end and the release may have kept back the
     # renditions derived from it (publishing them twice is harmless).
-    _release(rt, stage, request, waiting_on(item.get("stages") or {}, stage) if item else ())
-    if item is not None and item.get("outcome") is None:
+    _release(rt, stage, request, waiting_on(stages, stage))
+    if item.get("outcome") is None:
         settle_left_over(rt, request.job_id, request.image_id)  # an older version's crash
     return "duplicate"
 
