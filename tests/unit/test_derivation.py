@@ -44,6 +44,16 @@ def test_a_base_too_small_to_resample_from_is_not_used():
     assert derives(replace(THUMBNAIL, width=540, height=540), CACHE, 6000, 4000)
 
 
+def test_a_base_whose_rounded_size_would_change_the_renditions_size_is_not_used():
+    # Found on the real-world corpus (pi-heif's cat.hif, 4240x2832) with small boxes: 50x33
+    # from the source, 50x34 from the 200x134 base
+    small_base = replace(CACHE, width=200, height=200)
+    small = replace(THUMBNAIL, width=50, height=50)
+    assert not derives(small, small_base, 4240, 2832)
+    assert derives(small, small_base, 4000, 3000)  # 200x150 and 50x38 either way
+    assert derives(THUMBNAIL, CACHE, 4240, 2832)  # the default boxes: 300x200 either way
+
+
 def test_a_base_that_loses_what_the_rendition_keeps_is_not_used():
     assert not derives(replace(THUMBNAIL, format="webp"), CACHE, 6000, 4000)  # alpha
     assert not derives(replace(THUMBNAIL, background="#000000"), CACHE, 6000, 4000)
