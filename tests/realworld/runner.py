@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,20 @@ class RunResult:
         return self.returncode is not None
 
 
-def child_env() -> dict[str, str]:
-    """The user's environment without any THUMBCACHE_* setting leaking in."""
+def child_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's environment without any THUMBCACHE_* setting leaking in (but ``settings``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBCACHE_")}
     env["THUMBCACHE_LOG_LEVEL"] = "WARNING"
-    return env
+    return {**env, **(settings or {})}
 
 
-def thumbcache(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def thumbcache(
+    *args: str, timeout: float = 300, settings: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run one ``thumbcache`` command to its end."""
     return subprocess.run(
         [*CLI, *args],
-        env=child_env(),
+        env=child_env(settings),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -71,12 +74,15 @@ def thumbcache(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
     )
 
 
-def run_corpus(root: Path, data_dir: Path, timeout: float) -> RunResult:
-    """``thumbcache run`` over ``root``; stopped (SIGINT, then SIGKILL) past ``timeout``."""
+def run_corpus(
+    root: Path, data_dir: Path, timeout: float, settings: Mapping[str, str] | None = None
+) -> RunResult:
+    """``thumbcache run`` over ``root`` (with ``settings``, THUMBCACHE_* variables); stopped
+    (SIGINT, then SIGKILL) past ``timeout``."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [*CLI, "run", str(root), "--data-dir", str(data_dir), "--json"],
-        env=child_env(),
+        env=child_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -99,7 +105,7 @@ def run_corpus(root: Path, data_dir: Path, timeout: float) -> RunResult:
         returncode, seconds, summary, stderr.splitlines(), collection_id_for(str(root))
     )
     result.job = _job(data_dir, result.collection_id, summary)
-    result.images = _images(data_dir, result.collection_id)
+    result.images = _images(data_dir, result.collection_id, settings)
     return result
 
 
@@ -125,8 +131,12 @@ def _job(data_dir: Path, collection_id: str, summary: dict[str, Any] | None) -> 
     return dict(json.loads(shown.stdout.strip().splitlines()[-1]))
 
 
-def _images(data_dir: Path, collection_id: str) -> dict[str, dict[str, Any]]:
-    listing = thumbcache("images", collection_id, "--data-dir", str(data_dir), "--json")
+def _images(
+    data_dir: Path, collection_id: str, settings: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    listing = thumbcache(
+        "images", collection_id, "--data-dir", str(data_dir), "--json", settings=settings
+    )
     assert listing.returncode == 0, listing.stderr
     lines = [json.loads(x) for x in listing.stdout.splitlines() if x.strip()]
     return {line["source"]: line for line in lines}
