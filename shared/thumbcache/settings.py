@@ -32,6 +32,7 @@ from thumbcache.renditions import (
 )
 
 ENV_PREFIX = "THUMBCACHE_"
+EMBEDDED_STORES = ("auto", "sqlite", "server")
 RENDER_ACTOR_SLACK_SECONDS = 60
 LANE_CHOICES = ("fresh", "backfill", "all")
 
@@ -214,6 +215,10 @@ class Settings:
     mongo_url: str = ""
     database: str = "thumbcache"
     data_dir: str = ".thumbcache"
+    # Without a MongoDB URL: "sqlite" (one file in the data dir, in-process), "server" (the
+    # embedded MongoDB-protocol server), "auto" (sqlite, unless the data dir already holds the
+    # server's storage and no sqlite file).
+    embedded_store: str = "auto"
     cache_folders: tuple[str, ...] = ()
     renditions: Mapping[str, RenditionSettings] = field(
         default_factory=lambda: dict(DEFAULT_RENDITIONS)
@@ -237,6 +242,11 @@ class Settings:
             "must be empty (embedded) or a mongodb:// URL",
         )
         _check(bool(self.database), "database", "must not be empty")
+        _check(
+            self.embedded_store in EMBEDDED_STORES,
+            "embedded_store",
+            f"must be one of {', '.join(EMBEDDED_STORES)}",
+        )
         validate_registry(self.renditions)
         for name in self.worker.renditions:
             _check(name in self.renditions, "worker.renditions", f"{name!r} is not a rendition")

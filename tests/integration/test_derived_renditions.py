@@ -265,7 +265,10 @@ def test_a_cache_stage_failed_by_the_stale_monitor_releases_its_thumbnail(
     from thumbcache.ops.stale import check_stale
 
     rt, job, cache = _one_large_photo(
-        tmp_path, mongo_url, db_name, ops__max_stale_requeues="1"  # the first pass fails it
+        tmp_path,
+        mongo_url,
+        db_name,
+        ops__max_stale_requeues="1",  # the first pass fails it
     )
     old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     rt.store.db["job_items"].update_one(

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from thumbcache.embedded import EmbeddedMongo
-from thumbcache.state.store import connect
+from thumbcache.database import open_store
+from thumbcache.settings import load_settings
 
 from tests.imagegen import jpeg_bytes, make_collection
 from tests.invariants import (
@@ -47,16 +47,18 @@ def last_json(stdout: str) -> dict:
 
 
 class EmbeddedStore:
-    """Open the embedded store a finished `thumbcache run` left under its data dir."""
+    """Open the embedded store a finished `thumbcache run` left under its data dir, as every
+    command opens it."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.server = EmbeddedMongo(str(data_dir))
+        settings = load_settings(files=[], env={}, overrides={"data_dir": str(data_dir)})
+        self._opened = open_store(settings)
 
     def __enter__(self):
-        return connect(self.server.start(), "thumbcache")
+        return self._opened.__enter__()
 
     def __exit__(self, *exc):
-        self.server.stop()
+        return self._opened.__exit__(*exc)
 
 
 def test_run_processes_a_mixed_collection_and_reports_each_image(tmp_path, clean_env):

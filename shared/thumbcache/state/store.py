@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bson.errors import BSONError
 from pymongo import MongoClient
@@ -15,6 +15,7 @@ from thumbcache.state.alerts import AlertRepository
 from thumbcache.state.clock import Clock, utcnow
 from thumbcache.state.collections import CollectionRepository
 from thumbcache.state.dead_letters import DeadLetterRepository
+from thumbcache.state.docstore import LocalClient, LocalDatabase
 from thumbcache.state.folders import FolderRepository
 from thumbcache.state.images import ImageRepository
 from thumbcache.state.items import ItemRepository
@@ -33,7 +34,10 @@ DocumentRefused = BSONError  # a document the database cannot store: the same on
 
 @dataclass
 class Store:
-    """The job state: collections, images, jobs, job items and cache folders."""
+    """The job state: collections, images, jobs, job items and cache folders.
+
+    ``db`` is a pymongo database, or the local store's (:mod:`thumbcache.state.docstore`), which
+    answers the same calls."""
 
     db: Database[Any]
     collections: CollectionRepository
@@ -49,9 +53,14 @@ class Store:
 
     @classmethod
     def from_database(
-        cls, db: Database[Any], clock: Clock = utcnow, *, create_indexes: bool = True
+        cls,
+        db: Database[Any] | LocalDatabase,
+        clock: Clock = utcnow,
+        *,
+        create_indexes: bool = True,
     ) -> Store:
         """Repositories over ``db``; indexes are created here unless the caller only reads."""
+        db = cast("Database[Any]", db)  # the local store answers the same subset of calls
         store = cls(
             db=db,
             collections=CollectionRepository(db, clock),
@@ -81,6 +90,12 @@ class Store:
                     "a replica set (one node is enough) for exact counters"
                 )
         return self._transactions
+
+    @property
+    def local(self) -> bool:
+        """True on the in-process store (its transactions hold file locks, which die with
+        their process: no sessions of dead owners to end)."""
+        return isinstance(self.db, LocalDatabase)
 
     @property
     def transaction_owners(self) -> TransactionOwners:
@@ -114,3 +129,8 @@ def connect(
     client_options.setdefault("retryWrites", False)
     client: MongoClient[Any] = MongoClient(url, **client_options)
     return Store.from_database(client[database], create_indexes=create_indexes)
+
+
+def open_local(path: str, database: str, *, create_indexes: bool = True) -> Store:
+    """A store in the SQLite file at ``path`` (created if missing): the embedded default."""
+    return Store.from_database(LocalClient(path)[database], create_indexes=create_indexes)
