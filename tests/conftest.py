@@ -19,12 +19,26 @@ RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 
 
 @pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One MongoDB-protocol server for the session (each test uses its own database)."""
     server = EmbeddedMongo(str(tmp_path_factory.mktemp("mongo-server")))
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_url(mongo_server: str) -> str:
+    """The session's MongoDB-protocol server (a module may override this name to run its
+    tests on both stores: ``state_url``)."""
+    return mongo_server
+
+
+@pytest.fixture(params=["server", "local"])
+def state_url(request: pytest.FixtureRequest, mongo_server: str) -> str:
+    """Both stores the pipeline runs on: the MongoDB-protocol server and the local store
+    (ADR 0008), for tests built with ``make_runtime`` (``LOCAL_STORE``)."""
+    return mongo_server if request.param == "server" else "local"
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import dramatiq
 from thumbcache.broker import make_broker
+from thumbcache.database import process_store
 from thumbcache.ops.alerts import completion_hook
 from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
@@ -16,21 +17,25 @@ from thumbcache.state.store import connect
 
 from tests.imagegen import jpeg_bytes
 
+LOCAL_STORE = "local"  # a ``mongo_url`` that means the data dir's local store (ADR 0008)
+
 
 def make_runtime(
     tmp_path: Path, mongo_url: str, db_name: str, data_dir: Path | None = None, **env: str
 ) -> Runtime:
+    local = mongo_url == LOCAL_STORE
     settings = load_settings(
         files=[],
         env={f"THUMBCACHE_{k.upper()}": v for k, v in env.items()},
         overrides={
             "data_dir": str(data_dir or tmp_path / "data"),
-            "mongo_url": mongo_url,
+            "mongo_url": "" if local else mongo_url,
+            "embedded_store": "sqlite" if local else "auto",
             "database": db_name,
         },
     )
     broker = make_broker(settings)
-    store = connect(mongo_url, db_name)
+    store = process_store(settings) if local else connect(mongo_url, db_name)
     # as the composition roots build it: the operations' job-completion rules injected
     rt = Runtime(settings, store, broker, on_job_finished=completion_hook(store, settings))
     declare_actors(broker, rt, scan=True, renditions=settings.rendition_names)

@@ -172,11 +172,11 @@ def _crash_after_won_transition(rt, stage, request):
 
 @pytest.mark.integration
 def test_a_crash_after_an_images_last_won_transition_still_lets_the_job_finish(
-    tmp_path, mongo_url, db_name
+    tmp_path, state_url, db_name
 ):
     # Given two images: the first's thumbnail done, its cache won its transition and crashed;
     # the second image done
-    rt, job_id, (first, second) = _scanned_job(tmp_path, mongo_url, db_name)
+    rt, job_id, (first, second) = _scanned_job(tmp_path, state_url, db_name)
     assert render_step(rt, "thumbnail", first, last_try=False) == "done"
     _crash_after_won_transition(rt, "cache", first)
     for stage in RENDER_STAGES:
@@ -193,10 +193,10 @@ def test_a_crash_after_an_images_last_won_transition_still_lets_the_job_finish(
 
 @pytest.mark.integration
 def test_a_crash_after_a_won_transition_leaves_job_counters_exact_and_reconcile_fixes_folders(
-    tmp_path, mongo_url, db_name
+    tmp_path, state_url, db_name
 ):
     # Given an image whose thumbnail won its transition and crashed before counting it
-    rt, job_id, (first, second) = _scanned_job(tmp_path, mongo_url, db_name)
+    rt, job_id, (first, second) = _scanned_job(tmp_path, state_url, db_name)
     _crash_after_won_transition(rt, "thumbnail", first)
 
     # When its message is redelivered and every other message of the job is handled

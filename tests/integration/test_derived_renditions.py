@@ -20,6 +20,13 @@ from tests.imagegen import jpeg_bytes
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.pipeline_helpers import drain, make_runtime
 
+
+@pytest.fixture
+def mongo_url(state_url: str) -> str:
+    """Every test here runs on both stores: the MongoDB-protocol server and the local one."""
+    return state_url
+
+
 # Small boxes keep the sources small: a 1200x900 source is 9x the 400x300 cache image, which
 # is 4x the 100x75 thumbnail, so the thumbnail derives (as a 12 MP photo's does by default).
 SMALL_BOXES = {

@@ -16,6 +16,13 @@ from thumbcache.renditions import THUMBNAIL
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.pipeline_helpers import claim, drain, folder_of, make_runtime, scan_messages, scanned_job
 
+
+@pytest.fixture
+def mongo_url(state_url: str) -> str:
+    """Every test here runs on both stores: the MongoDB-protocol server and the local one."""
+    return state_url
+
+
 pytestmark = pytest.mark.integration
 
 

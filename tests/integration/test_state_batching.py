@@ -17,6 +17,12 @@ from tests.invariants import assert_job_exact
 from tests.pipeline_helpers import folder_of, make_runtime, scanned_job
 
 
+@pytest.fixture
+def mongo_url(state_url: str) -> str:
+    """Every test here runs on both stores: the MongoDB-protocol server and the local one."""
+    return state_url
+
+
 def _items(rt, job_id):
     return list(rt.store.items.iter_job(job_id))
 
