@@ -310,7 +310,10 @@ _scalars = st.one_of(
     st.sampled_from([T0, T0 + dt.timedelta(hours=1)]),
 )
 _values = st.one_of(
-    _scalars, st.lists(_scalars, max_size=3), st.fixed_dictionaries({"k": _scalars})
+    _scalars,
+    st.lists(_scalars, max_size=3),
+    st.fixed_dictionaries({"k": _scalars}),
+    st.lists(st.fixed_dictionaries({}, optional={"k": _scalars}), max_size=2),
 )
 _fields = st.sampled_from(["x", "y", "z.k"])
 _docs = st.lists(
@@ -334,7 +337,7 @@ _filters = st.dictionaries(_fields, _conditions, max_size=2)
 
 
 @settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(docs=_docs, query=_filters, sort_field=_fields, direction=st.sampled_from([1, -1]))
 def test_random_filters_and_sorts_agree(

@@ -34,8 +34,9 @@ def lookup(doc: Any, path: str) -> list[Any]:
 
 
 def reach(doc: Any, path: str) -> list[Any]:
-    """What ``path`` reaches, with ``MISSING`` where it stops short (in a document without the
-    field, or at an array element that is not a document); an empty array reaches nothing."""
+    """What ``path`` reaches, with ``MISSING`` where it stops short in a document without the
+    field; through an array, only its sub-documents are followed (so ``{"a.b": null}`` matches
+    neither ``{a: []}`` nor ``{a: [1]}``, as the MongoDB-protocol server answers)."""
     return _walk(doc, path.split("."))
 
 
@@ -49,11 +50,9 @@ def _walk(value: Any, parts: Sequence[str]) -> list[Any]:
         found: list[Any] = []
         if head.isdigit() and int(head) < len(value):
             found += _walk(value[int(head)], rest)
-        for element in value:
+        for element in value:  # elements that are not documents hold no field: they add nothing
             if isinstance(element, Mapping):
                 found += _walk(element, parts)
-            elif not head.isdigit():
-                found.append(MISSING)
         return found
     return [MISSING]
 
