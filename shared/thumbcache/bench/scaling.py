@@ -43,9 +43,10 @@ from thumbcache.bench.distributed import (
     wait_until,
 )
 from thumbcache.bench.pipeline import engine_seconds, make_corpus, run_seconds
+from thumbcache.database import STATE_FILE, open_store
 from thumbcache.embedded import EmbeddedMongo
 from thumbcache.state.model import JOB_DONE
-from thumbcache.state.store import connect
+from thumbcache.state.store import connect, open_local
 
 MB = 1024 * 1024
 
@@ -58,13 +59,15 @@ class Layout:
     caches: int
     derive: bool = True
     threads: int = 1  # per render worker (the Deployments run 4)
+    local: bool = False  # state in one data dir's SQLite file shared by the workers (one host)
 
     @property
     def label(self) -> str:
         """How a table row names it."""
         how = "thumbnails from cache images" if self.derive else "thumbnails from sources"
         each = f"{self.threads} threads each" if self.threads > 1 else "one thread each"
-        return f"{self.thumbnails} thumbnail + {self.caches} cache worker(s) ({each}), {how}"
+        where = ", local store" if self.local else ""
+        return f"{self.thumbnails} thumbnail + {self.caches} cache worker(s) ({each}), {how}{where}"
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,16 @@ def distributed_rate(
     database = f"bench{uuid.uuid4().hex[:8]}"
     run_dir = work / (
         f"t{layout.thumbnails}c{layout.caches}x{layout.threads}{'d' if layout.derive else 's'}"
+        f"{'l' if layout.local else 'm'}"
     )
     run_dir.mkdir()
     with private_vhost() as amqp_url:
         cluster_env = {
             **env,
             "THUMBCACHE_BROKER_URL": amqp_url,
-            "THUMBCACHE_MONGO_URL": mongo_url,
+            "THUMBCACHE_MONGO_URL": "" if layout.local else mongo_url,
+            "THUMBCACHE_DATA_DIR": str(run_dir / "data"),
+            "THUMBCACHE_EMBEDDED_STORE": "sqlite",
             "THUMBCACHE_DATABASE": database,
             "THUMBCACHE_CACHE_FOLDERS": str(run_dir / "cache"),
             "THUMBCACHE_RENDITIONS__THUMBNAIL__DERIVE_FROM": "cache" if layout.derive else "",
@@ -114,7 +120,11 @@ def distributed_rate(
             for proc in procs:
                 proc.child_pid()  # every worker is up before the job starts
             time.sleep(2.0)  # imports done, consumers attached
-            store = connect(mongo_url, database)
+            store = (
+                open_local(str(run_dir / "data" / STATE_FILE), database)
+                if layout.local
+                else connect(mongo_url, database)
+            )
             job_id = submit_scan(cluster_env, source)
 
             def done() -> bool:
@@ -146,17 +156,14 @@ def embedded_rate(work: Path, source: Path) -> Throughput:
 
     data_dir = work / "embedded"
     run_seconds(source, data_dir, one_core=False, threads=None)
-    server = EmbeddedMongo(str(data_dir))
-    store = connect(server.start(), load_settings(files=[], env={}).database)
-    try:
+    with open_store(
+        load_settings(files=[], env={}, overrides={"data_dir": str(data_dir)})
+    ) as store:
         (job,) = store.jobs.recent(limit=1)
         if job["status"] != JOB_DONE or job["completed"] != job["total"]:
             raise RuntimeError(f"the embedded run did not complete every image: {job}")
         seconds = _seconds(job["created_at"], job["finished_at"])
         return Throughput(Layout(0, 0), int(job["total"]), seconds)
-    finally:
-        store.close()
-        server.stop()
 
 
 def plot_throughput(
@@ -330,13 +337,23 @@ def main(argv: list[str] | None = None) -> int:
         default="on,off",
         help="thumbnails from cache images (on), from sources (off), or both: on,off",
     )
+    parser.add_argument(
+        "--stores",
+        default="server",
+        help="the workers' state: server (MongoDB protocol), local (one SQLite file on this "
+        "host), or both: server,local",
+    )
     parser.add_argument("--scan-sizes", type=_ints, default=[10_000, 50_000, 200_000, 1_000_000])
     parser.add_argument("--high-water", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
     modes = [m.strip() == "on" for m in args.derive.split(",") if m.strip()]
+    stores = [s.strip() == "local" for s in args.stores.split(",") if s.strip()]
     args.workers = [
-        dataclasses.replace(w, derive=d, threads=args.threads) for d in modes for w in args.workers
+        dataclasses.replace(w, derive=d, threads=args.threads, local=local)
+        for local in stores
+        for d in modes
+        for w in args.workers
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBCACHE_")}
     env["THUMBCACHE_LOG_LEVEL"] = "WARNING"
