@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from thumbcache.broker import make_broker
+from thumbcache.database import process_store
 from thumbcache.settings import load_settings
 from thumbcache.state.recount import flatten, recount
 from thumbcache.state.store import Store, connect
@@ -39,6 +40,7 @@ from tests.invariants import (
     cleanup_and_assert_no_orphans,
     tree_snapshot,
 )
+from tests.pipeline_helpers import LOCAL_STORE
 
 BOXES = {"thumbnail": (300, 300), "cache": (1920, 1080)}
 RENDER_STAGES = ("thumbnail", "cache")
@@ -88,10 +90,12 @@ class Cluster:
         """The layout and environment of one cluster; ``settings`` are extra THUMBCACHE_* keys."""
         for name in ("cwd", "data", "harness/logs", "harness/faults"):
             (root / name).mkdir(parents=True, exist_ok=True)
+        local = mongo_url == LOCAL_STORE  # the workers share the data dir's SQLite file
         env = {
             **base_env,
             "THUMBCACHE_BROKER_URL": amqp_url,
-            "THUMBCACHE_MONGO_URL": mongo_url,
+            "THUMBCACHE_MONGO_URL": "" if local else mongo_url,
+            "THUMBCACHE_EMBEDDED_STORE": "sqlite" if local else "auto",
             "THUMBCACHE_DATABASE": db,
             "THUMBCACHE_DATA_DIR": str(root / "data"),
             "THUMBCACHE_HEARTBEAT_FILE": str(root / "data" / "heartbeat"),
@@ -116,6 +120,8 @@ class Cluster:
 
     @property
     def store(self) -> Store:
+        if not self.env["THUMBCACHE_MONGO_URL"]:
+            return process_store(load_settings(files=[], env=self.env))
         return connect(self.env["THUMBCACHE_MONGO_URL"], self.env["THUMBCACHE_DATABASE"])
 
     def broker(self) -> Any:

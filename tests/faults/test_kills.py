@@ -30,6 +30,14 @@ from tests.invariants import (
     rendition_files,
 )
 
+
+@pytest.fixture
+def mongo_url(state_url: str) -> str:
+    """Each scenario on both stores: the MongoDB-protocol server, and the local store shared
+    by the worker processes of one host (ADR 0008)."""
+    return state_url
+
+
 pytestmark = pytest.mark.integration
 
 # Every render spends ~0.1 s before rendering and ~0.05 s between its rename and its record,
