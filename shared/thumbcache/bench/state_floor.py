@@ -23,6 +23,7 @@ import resource
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def local_store_ms(images: int, work: Path) -> float:
         store.close()
 
 
-def _state_functions_ms(store: Store, images: int, server_cpu: Any) -> float:
+def _state_functions_ms(store: Store, images: int, server_cpu: Callable[[], float]) -> float:
     db = store.db
     db["jobs"].insert_one({"_id": "job", "status": "running", "total": images})
     db["cache_folders"].insert_one({"_id": "f", "total_files": 0, "current_size_bytes": 0})

@@ -26,6 +26,7 @@ import bson
 from bson import ObjectId
 from bson.binary import Binary
 from bson.codec_options import CodecOptions
+from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from thumbcache.state.docstore import plan as planner
@@ -389,35 +390,18 @@ class LocalCollection:
         self, documents: Iterable[dict[str, Any]], ordered: bool = True, **_kwargs: Any
     ) -> InsertManyResult:
         docs = list(documents)
-        errors: list[dict[str, Any]] = []
-        with self._engine.writing() as conn:
-            self._create(conn)
-            for index, doc in enumerate(docs):
-                try:
-                    self._insert(conn, doc)
-                except DuplicateKeyError as exc:
-                    errors.append(_write_error(index, exc))
-                    if ordered:
-                        break
-        if errors:
-            raise BulkWriteError(
-                {"writeErrors": errors, "nInserted": len(docs) - len(errors), "nUpserted": 0}
-            )
+        self.bulk_write([InsertOne(d) for d in docs], ordered=ordered)  # gives each its _id
         return InsertManyResult([d["_id"] for d in docs])
 
     def update_one(
         self, filter: Filter, update: Mapping[str, Any], upsert: bool = False, **_kwargs: Any
     ) -> UpdateResult:
-        if not is_update_document(update):
-            raise ValueError("update_one needs update operators (use replace_one)")
-        return self._update(dict(filter), update, upsert=upsert, many=False)
+        return self._update(dict(filter), _operators(update), upsert=upsert, many=False)
 
     def update_many(
         self, filter: Filter, update: Mapping[str, Any], upsert: bool = False, **_kwargs: Any
     ) -> UpdateResult:
-        if not is_update_document(update):
-            raise ValueError("update_many needs update operators")
-        return self._update(dict(filter), update, upsert=upsert, many=True)
+        return self._update(dict(filter), _operators(update), upsert=upsert, many=True)
 
     def replace_one(
         self,
@@ -441,7 +425,8 @@ class LocalCollection:
     ) -> BulkWriteResult:
         result = BulkWriteResult()
         errors: list[dict[str, Any]] = []
-        with self._engine.writing():
+        with self._engine.writing() as conn:
+            self._create(conn)
             for index, request in enumerate(requests):
                 try:
                     self._apply_request(request, index, result)
@@ -469,8 +454,8 @@ class LocalCollection:
             result.inserted_count += 1
         elif kind in ("UpdateOne", "UpdateMany", "ReplaceOne"):
             query, update = dict(request._filter), request._doc
-            if kind != "ReplaceOne" and not is_update_document(update):
-                raise ValueError(f"{kind} needs update operators")
+            if kind != "ReplaceOne":
+                _operators(update)
             done = self._update(
                 query, update, upsert=bool(request._upsert), many=kind == "UpdateMany"
             )
@@ -677,6 +662,13 @@ class LocalCursor:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _operators(update: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``update`` if it is update operators (``update_one``, ``update_many``, their bulk forms)."""
+    if not is_update_document(update):
+        raise ValueError("an update needs update operators (a whole document: replace_one)")
+    return update
 
 
 def _window(docs: list[dict[str, Any]], limit: int, skip: int) -> list[dict[str, Any]]:
