@@ -28,7 +28,7 @@ from thumbcache.broker import make_broker
 from thumbcache.database import process_store
 from thumbcache.settings import load_settings
 from thumbcache.state.recount import flatten, recount
-from thumbcache.state.store import Store, connect
+from thumbcache.state.store import Store
 from thumbcache.storage.layout import is_temp_name
 
 from tests.imagegen import jpeg_bytes
@@ -120,9 +120,8 @@ class Cluster:
 
     @property
     def store(self) -> Store:
-        if not self.env["THUMBCACHE_MONGO_URL"]:
-            return process_store(load_settings(files=[], env=self.env))
-        return connect(self.env["THUMBCACHE_MONGO_URL"], self.env["THUMBCACHE_DATABASE"])
+        """The store the workers use (MongoDB, or the data dir's local store)."""
+        return process_store(load_settings(files=[], env=self.env))
 
     def broker(self) -> Any:
         return make_broker(load_settings(files=[], env=self.env))

@@ -43,10 +43,10 @@ from thumbcache.bench.distributed import (
     wait_until,
 )
 from thumbcache.bench.pipeline import engine_seconds, make_corpus, run_seconds
-from thumbcache.database import STATE_FILE, open_store
+from thumbcache.database import open_store, process_store
 from thumbcache.embedded import EmbeddedMongo
+from thumbcache.settings import load_settings
 from thumbcache.state.model import JOB_DONE
-from thumbcache.state.store import connect, open_local
 
 MB = 1024 * 1024
 
@@ -120,11 +120,7 @@ def distributed_rate(
             for proc in procs:
                 proc.child_pid()  # every worker is up before the job starts
             time.sleep(2.0)  # imports done, consumers attached
-            store = (
-                open_local(str(run_dir / "data" / STATE_FILE), database)
-                if layout.local
-                else connect(mongo_url, database)
-            )
+            store = process_store(load_settings(files=[], env=cluster_env))  # as the workers do
             job_id = submit_scan(cluster_env, source)
 
             def done() -> bool:
@@ -152,8 +148,6 @@ def _seconds(start: dt.datetime, end: dt.datetime) -> float:
 def embedded_rate(work: Path, source: Path) -> Throughput:
     """``thumbcache run SOURCE`` with default settings (both cores), timed like a distributed
     job: from the job's creation to its end, read back from the run's own database."""
-    from thumbcache.settings import load_settings
-
     data_dir = work / "embedded"
     run_seconds(source, data_dir, one_core=False, threads=None)
     with open_store(

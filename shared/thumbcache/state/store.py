@@ -78,8 +78,10 @@ class Store:
         return store
 
     def supports_transactions(self) -> bool:
-        """True when the server runs transactions (a replica set member, a router, or the
-        embedded server); asked once per store."""
+        """True when the store runs transactions (the local store; a MongoDB replica set member,
+        a router, or the embedded server); the server is asked once per store."""
+        if self.local:
+            return True
         if self._transactions is None:
             hello = self.db.client.admin.command("hello")
             self._transactions = "setName" in hello or hello.get("msg") == "isdbgrid"

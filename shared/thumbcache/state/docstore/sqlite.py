@@ -19,7 +19,6 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -28,6 +27,13 @@ from bson.binary import Binary
 from bson.codec_options import CodecOptions
 from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.results import (
+    BulkWriteResult,
+    DeleteResult,
+    InsertManyResult,
+    InsertOneResult,
+    UpdateResult,
+)
 
 from thumbcache.state.docstore import plan as planner
 from thumbcache.state.docstore.query import (
@@ -48,7 +54,7 @@ from thumbcache.state.docstore.update import (
 
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 _DUPLICATE_KEY = 11000
-_BUSY_TIMEOUT_MS = 60_000
+_BUSY_TIMEOUT_S = 60.0  # a writer waits this long for another process's transaction
 _IN_CHUNK = 500  # ids per SQL ``IN`` list
 
 
@@ -69,9 +75,8 @@ class _Engine:
     def connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # a forked child opens its own
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
             )
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(
@@ -85,7 +90,8 @@ class _Engine:
     def reading(self) -> Iterator[sqlite3.Connection]:
         with self.lock, _sql_errors():
             conn = self.connection()
-            self._refresh_layout(conn)
+            if self._depth == 0:  # inside a transaction the layout was read at its start
+                self._refresh_layout(conn)
             yield conn
 
     @contextlib.contextmanager
@@ -204,8 +210,6 @@ class _Admin:
             with self._client.engine.reading() as conn:
                 conn.execute("SELECT 1")
             return {"ok": 1.0}
-        if name == "hello":  # transactions: yes (SQLite's own)
-            return {"ok": 1.0, "isWritablePrimary": True, "setName": "local"}
         if name == "killSessions":  # a dead process holds no SQLite lock
             return {"ok": 1.0}
         raise OperationFailure(f"the local store does not run the command {name!r}")
@@ -258,43 +262,6 @@ class LocalDatabase:
 
     def command(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.client.admin.command(name, *args, **kwargs)
-
-
-@dataclass
-class UpdateResult:
-    matched_count: int
-    modified_count: int
-    upserted_id: Any = None
-    acknowledged: bool = True
-
-
-@dataclass
-class InsertOneResult:
-    inserted_id: Any
-    acknowledged: bool = True
-
-
-@dataclass
-class InsertManyResult:
-    inserted_ids: list[Any]
-    acknowledged: bool = True
-
-
-@dataclass
-class DeleteResult:
-    deleted_count: int
-    acknowledged: bool = True
-
-
-@dataclass
-class BulkWriteResult:
-    inserted_count: int = 0
-    matched_count: int = 0
-    modified_count: int = 0
-    deleted_count: int = 0
-    upserted_count: int = 0
-    upserted_ids: dict[int, Any] = field(default_factory=dict)
-    acknowledged: bool = True
 
 
 class LocalCollection:
@@ -384,14 +351,14 @@ class LocalCollection:
         with self._engine.writing() as conn:
             self._create(conn)
             self._insert(conn, document)
-        return InsertOneResult(document["_id"])
+        return InsertOneResult(document["_id"], True)
 
     def insert_many(
         self, documents: Iterable[dict[str, Any]], ordered: bool = True, **_kwargs: Any
     ) -> InsertManyResult:
         docs = list(documents)
         self.bulk_write([InsertOne(d) for d in docs], ordered=ordered)  # gives each its _id
-        return InsertManyResult([d["_id"] for d in docs])
+        return InsertManyResult([d["_id"] for d in docs], True)
 
     def update_one(
         self, filter: Filter, update: Mapping[str, Any], upsert: bool = False, **_kwargs: Any
@@ -423,35 +390,30 @@ class LocalCollection:
     def bulk_write(
         self, requests: Iterable[Any], ordered: bool = True, **_kwargs: Any
     ) -> BulkWriteResult:
-        result = BulkWriteResult()
+        counts: dict[str, Any] = dict.fromkeys(
+            ("nInserted", "nMatched", "nModified", "nRemoved", "nUpserted"), 0
+        )
+        counts["upserted"] = []
         errors: list[dict[str, Any]] = []
         with self._engine.writing() as conn:
             self._create(conn)
             for index, request in enumerate(requests):
                 try:
-                    self._apply_request(request, index, result)
+                    self._apply_request(request, index, counts)
                 except DuplicateKeyError as exc:
                     errors.append(_write_error(index, exc))
                     if ordered:
                         break
         if errors:
-            raise BulkWriteError(
-                {
-                    "writeErrors": errors,
-                    "nInserted": result.inserted_count,
-                    "nMatched": result.matched_count,
-                    "nModified": result.modified_count,
-                    "nUpserted": result.upserted_count,
-                    "nRemoved": result.deleted_count,
-                }
-            )
-        return result
+            raise BulkWriteError({**counts, "writeErrors": errors})
+        return BulkWriteResult(counts, True)
 
-    def _apply_request(self, request: Any, index: int, result: BulkWriteResult) -> None:
+    def _apply_request(self, request: Any, index: int, counts: dict[str, Any]) -> None:
+        """One request of a bulk, its outcome added to the bulk's ``counts``."""
         kind = type(request).__name__
         if kind == "InsertOne":
             self.insert_one(request._doc)
-            result.inserted_count += 1
+            counts["nInserted"] += 1
         elif kind in ("UpdateOne", "UpdateMany", "ReplaceOne"):
             query, update = dict(request._filter), request._doc
             if kind != "ReplaceOne":
@@ -459,14 +421,14 @@ class LocalCollection:
             done = self._update(
                 query, update, upsert=bool(request._upsert), many=kind == "UpdateMany"
             )
-            result.matched_count += done.matched_count
-            result.modified_count += done.modified_count
+            counts["nMatched"] += done.matched_count
+            counts["nModified"] += done.modified_count
             if done.upserted_id is not None:
-                result.upserted_count += 1
-                result.upserted_ids[index] = done.upserted_id
+                counts["nUpserted"] += 1
+                counts["upserted"].append({"index": index, "_id": done.upserted_id})
         elif kind in ("DeleteOne", "DeleteMany"):
-            done_delete = self._delete(dict(request._filter), many=kind == "DeleteMany")
-            result.deleted_count += done_delete.deleted_count
+            removed = self._delete(dict(request._filter), many=kind == "DeleteMany")
+            counts["nRemoved"] += removed.deleted_count
         else:
             raise OperationFailure(f"the local store does not run {kind} in bulk_write")
 
@@ -489,7 +451,7 @@ class LocalCollection:
                     self._write(conn, new, raw_new, replace=True)
                     modified += 1
             if targets or not upsert:
-                return UpdateResult(len(targets), modified)
+                return UpdateResult({"n": len(targets), "nModified": modified}, True)
             seed = upsert_seed(query)
             doc = (
                 apply_update(seed, update, inserting=True)
@@ -500,19 +462,19 @@ class LocalCollection:
                 }
             )
             self._insert(conn, doc)
-            return UpdateResult(0, 0, upserted_id=doc["_id"])
+            return UpdateResult({"n": 1, "nModified": 0, "upserted": doc["_id"]}, True)
 
     def _delete(self, query: dict[str, Any], *, many: bool) -> DeleteResult:
         query = _normalized(query)
         with self._engine.writing() as conn:
             if not self._engine.has_table(self._table):
-                return DeleteResult(0)
+                return DeleteResult({"n": 0}, True)
             targets = self._select(conn, query, [], 0 if many else 1)
             for doc in targets:
                 conn.execute(
                     f'DELETE FROM "{self._table}" WHERE _id = ?', (planner.id_key(doc["_id"]),)
                 )
-            return DeleteResult(len(targets))
+            return DeleteResult({"n": len(targets)}, True)
 
     def _insert(self, conn: sqlite3.Connection, document: dict[str, Any]) -> None:
         if "_id" not in document:
