@@ -60,6 +60,7 @@ class Host:
     def start(self) -> None:
         """Start consuming (after a starter has created or reopened its job)."""
         if not self.started:
+            self.runtime.warm_render_processes()  # they load while the scan starts
             self.worker.start()
             self.started = True
 

@@ -12,7 +12,9 @@ them as files, with no tracking:
   flight, one libvips thread per operation), installed by ``npm`` into a scratch folder.
 
 Pools use the ``spawn`` start method, one libvips/OpenCV thread per process, and are warmed
-(imports done, one task rendered) before they are timed.
+(imports done, one task rendered) before they are timed. Every renderer's process runs with the
+allocator tuned as render processes run (:mod:`thumbcache.imaging.allocator`): freed image
+buffers are reused rather than faulted in again, for the peers as for the engine.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thumbcache.imaging.allocator import ENVIRONMENT as ALLOCATOR_ENVIRONMENT
+from thumbcache.imaging.allocator import keep_image_buffers
 from thumbcache.renditions import CACHE, THUMBNAIL
 
 RENDITIONS = {"thumbnail": THUMBNAIL, "cache": CACHE}
@@ -57,6 +61,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(method: str, out: str, cpus: Sequence[int] | None) -> None:
     os.environ["VIPS_CONCURRENCY"] = "1"  # before libvips loads
+    keep_image_buffers()  # as render processes do; the peers alike, so the race stays fair
     if cpus is not None:
         os.sched_setaffinity(0, set(cpus))
     _WORKER.update(method=method, out=Path(out), zips={})
@@ -225,7 +230,7 @@ def sharp_seconds(
     manifest_path = out / "sharp-manifest.json"
     manifest_path.write_text(json.dumps(manifest))
     node = shutil.which("node") or "node"
-    env = {**os.environ, "NODE_PATH": str(folder / "node_modules")}
+    env = {**os.environ, **ALLOCATOR_ENVIRONMENT, "NODE_PATH": str(folder / "node_modules")}
     result = subprocess.run(
         [node, str(SHARP_SCRIPT), str(manifest_path)],
         cwd=folder, env=env, capture_output=True, text=True, timeout=3600, check=False,

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 
 from thumbcache.bench.corpus import Sample, build_corpus
 from thumbcache.imaging import RenderSpec, render, render_many, set_threads
+from thumbcache.imaging.allocator import keep_image_buffers
 from thumbcache.imaging.geometry import (
     decode_denominator,
     displayed_size,
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     set_threads(1)
+    keep_image_buffers()  # as render processes run (both methods share this process)
     methods: dict[str, Method] = {"engine": engine}
     if not args.no_pyvips:
         try:

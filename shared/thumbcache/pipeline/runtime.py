@@ -66,10 +66,15 @@ class Runtime:
     @property
     def render_pool(self) -> RenderPool:
         """The render processes (a memory ceiling each, from the settings)."""
-        if self.pool is not None:
-            return self.pool
-        worker = self.settings.worker
-        return shared_pool(worker.render_memory_mb, worker.render_process_count)
+        if self.pool is None:  # looked up once: the CPU count reads cgroup files
+            worker = self.settings.worker
+            self.pool = shared_pool(worker.render_memory_mb, worker.render_process_count)
+        return self.pool
+
+    def warm_render_processes(self) -> None:
+        """Start the render processes of the renditions served here in the background."""
+        if self.hosted_renditions:
+            self.render_pool.warm(self.render_pool.size or self.settings.worker.threads)
 
     def folder_path(self, folder_id: str) -> str:
         """A cache folder's path, cached."""

@@ -214,7 +214,8 @@ class RenderPool:
         self.size = size
         self._slots = threading.BoundedSemaphore(size) if size else None
         self._idle: list[RenderProcess] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._starting = 0  # processes being started by warm(), not yet idle
         self._closed = False
 
     def render(self, task: RenderTask, time_limit: float) -> RenderResult:
@@ -238,6 +239,18 @@ class RenderPool:
         self._release(process)
         return result
 
+    def warm(self, count: int) -> None:
+        """Start processes in the background until ``count`` are idle or starting, so that the
+        first renders find them ready: a process loads its libraries in about 0.3 s, which then
+        overlaps the scan instead of delaying the first renders."""
+        with self._lock:
+            wanted = count - len(self._idle) - self._starting
+            if self._closed or wanted <= 0:
+                return
+            self._starting += wanted
+        for _ in range(wanted):
+            threading.Thread(target=self._start_idle, name="render-warm", daemon=True).start()
+
     def close(self) -> None:
         """End every idle process (renders in flight end theirs when they return)."""
         with self._lock:
@@ -246,19 +259,40 @@ class RenderPool:
         for process in idle:
             process.close()
 
-    def _acquire(self) -> RenderProcess:
+    def _start_idle(self) -> None:
+        try:
+            process: RenderProcess | None = RenderProcess(self.memory_mb)
+        except RenderProcessUnavailable as exc:
+            log.warning("could not start a render process ahead of time: %s", exc)
+            process = None  # a render starts its own (and reports the failure)
         with self._lock:
-            while self._idle:
-                process = self._idle.pop()
-                if process.alive:
-                    return process
-                process.kill()
+            self._starting -= 1
+            if process is not None and not self._closed:
+                self._idle.append(process)
+                process = None
+            self._lock.notify_all()
+        if process is not None:
+            process.close()  # the pool closed meanwhile
+
+    def _acquire(self) -> RenderProcess:
+        """An idle process, one being started ahead of time, or a new one."""
+        with self._lock:
+            while True:
+                while self._idle:
+                    process = self._idle.pop()
+                    if process.alive:
+                        return process
+                    process.kill()
+                if not self._starting:
+                    break
+                self._lock.wait()  # one is on its way: a second start would only idle
         return RenderProcess(self.memory_mb)
 
     def _release(self, process: RenderProcess) -> None:
         with self._lock:
             if not self._closed and process.alive:
                 self._idle.append(process)
+                self._lock.notify_all()
                 return
         process.close()
 
