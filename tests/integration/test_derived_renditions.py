@@ -6,6 +6,7 @@ stage's end and the release loses nothing."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -15,6 +16,7 @@ from thumbcache.pipeline.recovery import republish_open_work
 from thumbcache.pipeline.render import render_step
 from thumbcache.reports import image_line
 from thumbcache.sandbox.pool import RenderPool
+from thumbcache.storage.layout import collection_dir
 
 from tests.imagegen import jpeg_bytes
 from tests.invariants import assert_folders_match_disk, assert_job_exact
@@ -134,15 +136,16 @@ def test_a_failed_cache_image_releases_a_thumbnail_made_from_the_source(
     tmp_path, mongo_url, db_name, monkeypatch
 ):
     rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name)
-    real_write = render_module.write_atomically
-
-    def full_disk(path, data, **kwargs):
-        if "_cache_" in os.path.basename(path):
-            raise OSError(28, "No space left on device")
-        return real_write(path, data, **kwargs)
-
-    monkeypatch.setattr(render_module, "write_atomically", full_disk)
+    # Given a cache folder where no cache image can be written: a file stands where their
+    # directory goes, so the render process's write fails (as on a full disk)
+    folder_id = str(rt.collection(cache.collection_id)["folder_id"])
+    blocked = Path(collection_dir(rt.folder_path(folder_id), rt.settings.rendition("cache"),
+                                  cache.collection_id))  # fmt: skip
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("not a directory")
     assert render_step(rt, "cache", cache, last_try=True) == "failed"
+    item = rt.store.items.get(job["_id"], cache.image_id)
+    assert item["stages"]["cache"]["error"]["class"] == "StorageError"
     (thumbnail,) = _queued(rt, "thumbnail")
     assert thumbnail.base == "cache"
     assert render_step(rt, "thumbnail", thumbnail, last_try=False) == "done"

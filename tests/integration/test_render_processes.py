@@ -208,9 +208,10 @@ def test_a_reply_whose_sizes_do_not_match_its_payload_is_refused():
     assert ok.data == b"ab" and ok.also[0].data == b"0123456789" and ok.also[0].width == 2
 
 
-def render_children() -> set[int]:
-    """PIDs of the render processes this test process has running."""
-    me = str(os.getpid())
+def render_children(memory_mb: int) -> set[int]:
+    """PIDs of the render processes this test process runs with this memory ceiling (each test
+    gives its pool its own, so processes of pools other tests warmed are not counted)."""
+    me, ceiling = str(os.getpid()).encode(), str(memory_mb).encode()
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -219,7 +220,7 @@ def render_children() -> set[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"thumbcache.sandbox.child" in argv and me.encode() in argv:
+        if b"thumbcache.sandbox.child" in argv and me in argv and ceiling in argv:
             pids.add(int(entry))
     return pids
 
@@ -227,8 +228,7 @@ def render_children() -> set[int]:
 def test_warmed_processes_serve_the_first_renders_and_none_is_started_twice(tmp_path):
     # Given a pool of two warmed in the background
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
-    pool = RenderPool(memory_mb=512, size=2)
-    before = render_children()
+    pool = RenderPool(memory_mb=501, size=2)
     try:
         pool.warm(2)
         pool.warm(2)  # asked again while they start: still two
@@ -245,26 +245,29 @@ def test_warmed_processes_serve_the_first_renders_and_none_is_started_twice(tmp_
             thread.join()
         # Then they rendered in the two warmed processes: no render started a third
         assert [r.width for r in results] == [300, 300]
-        started = render_children() - before
+        started = render_children(501)
         assert len(started) == 2
-        assert {p.pid for p in pool._idle} == started
+        deadline = time.monotonic() + 30
+        while pool._starting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {p.pid for p in pool._idle} == started  # and both serve on
     finally:
         pool.close()
 
 
 def test_a_closed_pool_is_not_warmed_and_a_process_warmed_late_is_closed(tmp_path):
     # Given a pool that is warming
-    pool = RenderPool(memory_mb=512, size=1)
-    before = render_children()
+    pool = RenderPool(memory_mb=502, size=1)
     pool.warm(1)
     # When it closes before the process is ready
     pool.close()
     pool.warm(1)  # and a closed pool is asked to warm
-    # Then no process stays behind
+    # Then, once the start under way is over, no process stays behind
     deadline = time.monotonic() + 30
-    while render_children() - before and time.monotonic() < deadline:
+    while pool._starting and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not render_children() - before
+    assert pool._starting == 0
+    assert not render_children(502)
     assert pool._idle == []
 
 
@@ -289,3 +292,44 @@ def test_a_render_process_reuses_freed_image_buffers_instead_of_faulting_them_in
     # Then the decoded image (36 MB at full scale, 9 MB at 1/2) came from memory already mapped:
     # without the allocator's tuning every render faults in thousands of fresh pages
     assert per_render < 300, per_render
+
+
+def test_a_task_with_outputs_is_written_by_the_render_process_and_no_bytes_come_back(
+    tmp_path, pool
+):
+    from thumbcache.renditions import CACHE
+
+    # Given a task whose two renditions have their files' paths (folders not yet made)
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(2400, 1600))
+    thumb, cache = tmp_path / "out" / "t" / "a.jpg", tmp_path / "out" / "c" / "a.jpg"
+    both = RenderTask(str(tmp_path), "a.jpg", THUMBNAIL, LimitSettings(), also=(CACHE,),
+                      outputs=(str(thumb), str(cache)))  # fmt: skip
+    # When it renders
+    result = pool.render(both, 30)
+    # Then each file is in place, whole, and the reply holds only its facts
+    expected = ((result, thumb, (300, 200)), (result.also[0], cache, (1620, 1080)))
+    for rendered, path, size in expected:
+        assert rendered.data == b"" and rendered.written == str(path)
+        assert rendered.bytes == rendered.written_size == path.stat().st_size
+        assert Image.open(path).size == size
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_an_output_that_cannot_be_written_fails_the_task_or_only_its_own_rendition(tmp_path, pool):
+    from thumbcache.errors import StorageError
+    from thumbcache.renditions import CACHE
+
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(2400, 1600))
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    good, bad = str(tmp_path / "out" / "a.jpg"), str(tmp_path / "blocked" / "a.jpg")
+    # When a companion's file cannot be written, the first is, and the companion says why
+    task = RenderTask(str(tmp_path), "a.jpg", THUMBNAIL, LimitSettings(), also=(CACHE,),
+                      outputs=(good, bad))  # fmt: skip
+    result = pool.render(task, 30)
+    assert result.written == good and os.path.isfile(good)
+    (companion,) = result.also
+    assert companion.written == "" and "cannot write" in companion.write_error
+    # When the first rendition's file cannot be written, the task fails with the reason
+    task = RenderTask(str(tmp_path), "a.jpg", THUMBNAIL, LimitSettings(), outputs=(bad,))
+    with pytest.raises(StorageError, match="cannot write"):
+        pool.render(task, 30)

@@ -22,7 +22,7 @@ from dramatiq.middleware import TimeLimitExceeded
 
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import RenderRequest
-from thumbcache.errors import PermanentError, WorkerCrashed
+from thumbcache.errors import PermanentError, StorageError, WorkerCrashed
 from thumbcache.faults import fault_point
 from thumbcache.imaging import ENGINE_VERSION
 from thumbcache.pipeline.derivation import bases_of, released_messages
@@ -43,7 +43,6 @@ from thumbcache.state.model import (
     rendition_is_current,
     waiting_on,
 )
-from thumbcache.storage.atomic import write_atomically
 from thumbcache.storage.layout import rendition_path
 
 log = logging.getLogger(__name__)
@@ -186,8 +185,9 @@ def produce_all(
     given). The first stage's errors raise; a later stage (a companion) whose file could not be
     written gets None (it is given back).
 
-    Files are written here (atomically, at their deterministic paths); their records are
-    written when the stages end, over whatever records are there then.
+    Files are written by the render process (atomically, at their deterministic paths), so
+    no image bytes pass through this process; their records are written when the stages end,
+    over whatever records are there then.
     """
     settings = rt.settings
     collection = rt.collection(request.collection_id)
@@ -222,6 +222,7 @@ def produce_all(
         task = RenderTask(
             collection["root"], request.source, targets[0].rendition, settings.limits,
             also=tuple(t.rendition for t in targets[1:]), decode_for=_decode_plan(rt),
+            outputs=tuple(t.path for t in targets), fsync=settings.worker.fsync,
         )  # fmt: skip
         first = rt.render_pool.render(task, settings.worker.render_time_limit_seconds)
     render_ms = round((time.perf_counter() - started) * 1000)
@@ -275,7 +276,8 @@ def _render_derived(
     source is then)."""
     path = str(base["path"])
     task = RenderTask(os.path.dirname(path), os.path.basename(path), target.rendition,
-                      rt.settings.limits)  # fmt: skip
+                      rt.settings.limits, outputs=(target.path,),
+                      fsync=rt.settings.worker.fsync)  # fmt: skip
     try:
         result = rt.render_pool.render(task, rt.settings.worker.render_time_limit_seconds)
     except TimeLimitExceeded:
@@ -305,8 +307,9 @@ def _decode_plan(rt: Runtime) -> tuple[RenditionSettings, ...]:
 def _written(
     rt: Runtime, request: RenderRequest, target: _Target, rendered: RenderResult, render_ms: int
 ) -> Outcome:
-    write_atomically(target.path, rendered.data, fsync=rt.settings.worker.fsync)
-    fault_point("after_rename", request.source)
+    if rendered.write_error or rendered.written != target.path:  # a companion's file
+        raise StorageError(rendered.write_error or f"{target.path} was not written")
+    fault_point("after_rename", request.source)  # the render process wrote and renamed it
     record = {
         "path": target.path,
         "folder_id": target.folder_id,

@@ -266,13 +266,14 @@ class RenderPool:
             log.warning("could not start a render process ahead of time: %s", exc)
             process = None  # a render starts its own (and reports the failure)
         with self._lock:
-            self._starting -= 1
             if process is not None and not self._closed:
                 self._idle.append(process)
                 process = None
-            self._lock.notify_all()
         if process is not None:
             process.close()  # the pool closed meanwhile
+        with self._lock:  # counted as starting until its fate is settled
+            self._starting -= 1
+            self._lock.notify_all()
 
     def _acquire(self) -> RenderProcess:
         """An idle process, one being started ahead of time, or a new one."""

@@ -40,6 +40,10 @@ class RenderTask:
     # Renditions the decode is planned for as well (not rendered): every configured one, so a
     # rendition's bytes never depend on which others it was rendered with.
     decode_for: tuple[RenditionSettings, ...] = ()
+    # Where the child writes each rendition (the first, then each of ``also``), atomically, so
+    # that only their facts cross the pipe. Empty: their bytes come back in the reply.
+    outputs: tuple[str, ...] = ()
+    fsync: bool = False  # outputs made durable before they are renamed into place
 
     @property
     def renditions(self) -> tuple[RenditionSettings, ...]:
@@ -55,19 +59,26 @@ class RenderTask:
             "limits": dataclasses.asdict(self.limits),
             "also": [dataclasses.asdict(r) for r in self.also],
             "decode_for": [dataclasses.asdict(r) for r in self.decode_for],
+            "outputs": list(self.outputs),
+            "fsync": self.fsync,
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> RenderTask:
         """Parse the JSON form (child side)."""
-        return cls(
+        task = cls(
             root=str(doc["root"]),
             source=str(doc["source"]),
             rendition=RenditionSettings(**doc["rendition"]),
             limits=LimitSettings(**doc["limits"]),
             also=tuple(RenditionSettings(**r) for r in doc.get("also", [])),
             decode_for=tuple(RenditionSettings(**r) for r in doc.get("decode_for", [])),
+            outputs=tuple(str(path) for path in doc.get("outputs", [])),
+            fsync=bool(doc.get("fsync", False)),
         )
+        if task.outputs and len(task.outputs) != len(task.renditions):
+            raise ValueError("a render task needs one output per rendition, or none")
+        return task
 
 
 @dataclass(frozen=True)
@@ -86,15 +97,19 @@ class RenderResult:
     diagnostics: list[str] = field(default_factory=list)  # decoder warnings, stderr lines
     also: list[RenderResult] = field(default_factory=list)  # the task's ``also``, in order
     derived_from: str = ""  # the rendition whose file it was made from ("": the source)
+    written: str = ""  # the file the render process wrote it to ("": its bytes are in data)
+    written_size: int = 0
+    write_error: str = ""  # why the render process could not write it (then data is empty)
 
     @property
     def bytes(self) -> int:
         """Size of the encoded file."""
-        return len(self.data)
+        return self.written_size if self.written else len(self.data)
 
 
 RESULT_FIELDS = ("width", "height", "format", "quality", "source_quality", "fingerprint",
-                 "decode_scale", "source_format", "diagnostics")  # fmt: skip
+                 "decode_scale", "source_format", "diagnostics", "written", "written_size",
+                 "write_error")  # fmt: skip
 
 
 def result_from_json(doc: dict[str, Any], payload: bytes) -> RenderResult:
@@ -117,9 +132,12 @@ def result_from_json(doc: dict[str, Any], payload: bytes) -> RenderResult:
 def _one_result(doc: dict[str, Any], data: bytes) -> RenderResult:
     try:
         result = RenderResult(data=data, **{k: doc[k] for k in RESULT_FIELDS if k in doc})
-        ints = (result.width, result.height, result.quality, result.decode_scale)
+        ints = (result.width, result.height, result.quality, result.decode_scale,
+                result.written_size)  # fmt: skip
         if not all(isinstance(v, int) and v >= 0 for v in ints):
             raise TypeError("sizes and quality must be non-negative integers")
+        if not isinstance(result.written, str) or not isinstance(result.write_error, str):
+            raise TypeError("written and write_error must be strings")
         if not isinstance(result.fingerprint, dict) or not isinstance(result.diagnostics, list):
             raise TypeError("fingerprint must be an object, diagnostics a list")
     except (KeyError, TypeError) as exc:
