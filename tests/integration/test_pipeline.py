@@ -69,6 +69,32 @@ def test_scan_works_in_slices_and_resumes_from_its_checkpoint(tmp_path, mongo_ur
     assert job["completed"] == 10 and job["scan"]["chunks"] == 4
 
 
+def test_a_jobs_first_chunk_is_small_so_renders_start_while_the_rest_is_walked(
+    tmp_path, mongo_url, db_name, monkeypatch
+):
+    from thumbcache.pipeline import scan as scan_module
+
+    # Given chunks of 5 and a first chunk of 2 (50 by default), and 9 images
+    monkeypatch.setattr(scan_module, "FIRST_CHUNK_SIZE", 2)
+    rt = make_runtime(
+        tmp_path, mongo_url, db_name, scan__chunk_size="5", scan__slice_seconds="0.001"
+    )
+    job = start_scan(rt, str(folder_of(tmp_path, 9)))
+    (first,) = scan_messages(rt)
+    rt.broker.flush("scan")
+    ticks = itertools.count()
+    # When the scan takes its first step
+    scan_module.scan_step(rt, ScanRequest.from_dict(first.args[0]), clock=lambda: next(ticks))
+    # Then two images are recorded and their renders already sent
+    state = rt.store.jobs.get(job["_id"])
+    assert state["scan"]["chunks"] == 1 and state["total"] == 2
+    assert queue_depth(rt.broker, "thumbnail") == 2
+    # And the rest goes in full chunks: 2 + 5 + 2
+    drain(rt)
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["completed"] == 9 and job["scan"]["chunks"] == 3
+
+
 def test_a_chunk_redone_after_a_crash_before_its_commit_counts_once(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name, scan__chunk_size="4")
     root = folder_of(tmp_path, 9)

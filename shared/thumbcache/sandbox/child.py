@@ -1,4 +1,6 @@
 """A render process: reads tasks on stdin, renders each, answers on stdout, one at a time.
+A task that names its outputs has its files written here (atomically) and only their facts
+sent back (ADR 0009).
 
 Started by :class:`thumbcache.sandbox.pool.RenderPool` as ``python -m thumbcache.sandbox.child``.
 It dies with its parent (``PR_SET_PDEATHSIG``), runs under a data-segment limit so that a decode
