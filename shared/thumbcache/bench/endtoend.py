@@ -103,7 +103,7 @@ class Bench:
                 if name not in rerun and name in kept:
                     self.results[name] = kept[name]
                     self.results["parts_done"].append(name)
-                    for note in ("load", "part_seconds"):
+                    for note in ("load", "part_seconds", "part_rounds", "part_scale"):
                         if name in kept["meta"].get(note, {}):
                             self.results["meta"].setdefault(note, {})[name] = kept["meta"][note][
                                 name
@@ -151,6 +151,8 @@ class Bench:
         self.results["meta"].setdefault("part_seconds", {})[name] = round(
             time.perf_counter() - started, 1
         )
+        self.results["meta"].setdefault("part_rounds", {})[name] = self.args.rounds
+        self.results["meta"].setdefault("part_scale", {})[name] = self.args.scale
         self.results["parts_done"].append(name)
         self.save()
 
@@ -470,13 +472,23 @@ def marginals(rows: Sequence[dict[str, Any]]) -> list[tuple[int, int, float, flo
 # --- Markdown ---
 
 
+def _rounds(meta: dict[str, Any]) -> str:
+    """How many rounds (and at what scale) each part was measured, when parts differ."""
+    rounds, scales = meta.get("part_rounds") or {}, meta.get("part_scale") or {}
+    if len(set(rounds.values())) <= 1 and len(set(scales.values())) <= 1:
+        return f"median of {meta['rounds']} rounds"
+    return "median of " + ", ".join(
+        f"{rounds[p]} rounds for {p} (scale {scales.get(p, 1)})" for p in rounds
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915 - one table per part
     """The Markdown tables of everything in ``results``."""
     meta = results["meta"]
     lines = [
         f"Measured {meta['started']} (commit {meta.get('commit') or '?'}), Python "
-        f"{meta['python']}, {meta['machine']}, {meta['cpus']} CPUs, median of "
-        f"{meta['rounds']} rounds; {meta.get('pyvips') or 'pyvips not installed'}; sharp "
+        f"{meta['python']}, {meta['machine']}, {meta['cpus']} CPUs, {_rounds(meta)}; "
+        f"{meta.get('pyvips') or 'pyvips not installed'}; sharp "
         f"{meta.get('sharp') or meta.get('sharp_kept') or 'not installed'}. "
         "Load average (1 min) before/after each part: "
         + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in meta["load"].items())
