@@ -156,6 +156,28 @@ def test_a_failed_cache_image_releases_a_thumbnail_made_from_the_source(
     assert job["stages"]["cache"]["failed"] == 1 and job["stages"]["thumbnail"]["completed"] == 1
 
 
+def test_a_derived_thumbnail_that_cannot_be_written_fails_without_a_second_render(
+    tmp_path, mongo_url, db_name
+):
+    # Given a large photo whose cache image is written, and thumbnails that cannot be
+    rt, job, cache = _one_large_photo(tmp_path, mongo_url, db_name)
+    assert render_step(rt, "cache", cache, last_try=False) == "done"
+    (thumbnail,) = _queued(rt, "thumbnail")
+    folder_id = str(rt.collection(cache.collection_id)["folder_id"])
+    blocked = Path(collection_dir(rt.folder_path(folder_id), rt.settings.rendition("thumbnail"),
+                                  cache.collection_id))  # fmt: skip
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("not a directory")
+    renders = len(rt.pool.tasks)
+    # When its last try fails to write the thumbnail made from the cache image
+    assert render_step(rt, "thumbnail", thumbnail, last_try=True) == "failed"
+    # Then it failed for that reason, after one render: the source was not rendered as well
+    assert len(rt.pool.tasks) == renders + 1 and "_cache_" in rt.pool.tasks[-1][1]
+    item = rt.store.items.get(job["_id"], thumbnail.image_id)
+    assert item["stages"]["thumbnail"]["error"]["class"] == "StorageError"
+    assert_job_exact(rt.store, job["_id"])
+
+
 def test_a_crash_between_the_cache_end_and_the_release_is_made_good_by_the_redelivery(
     tmp_path, mongo_url, db_name, monkeypatch
 ):

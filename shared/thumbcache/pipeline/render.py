@@ -273,14 +273,14 @@ def _render_derived(
 ) -> RenderResult | None:
     """Render ``target`` from the base rendition's file (in the sandbox, as a source), recorded
     as made from the source the base was made from; None if that file cannot be rendered (the
-    source is then)."""
+    source is then). A file that cannot be written is no fault of the base: it raises."""
     path = str(base["path"])
     task = RenderTask(os.path.dirname(path), os.path.basename(path), target.rendition,
                       rt.settings.limits, outputs=(target.path,),
                       fsync=rt.settings.worker.fsync)  # fmt: skip
     try:
         result = rt.render_pool.render(task, rt.settings.worker.render_time_limit_seconds)
-    except TimeLimitExceeded:
+    except (TimeLimitExceeded, StorageError):
         raise
     except Exception as exc:
         log.warning("%s of %s: its %s file did not render (%s); rendering the source",
