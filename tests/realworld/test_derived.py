@@ -25,9 +25,12 @@ SMALL_SEPARATE = {
     "THUMBCACHE_RENDITIONS__THUMBNAIL__HEIGHT": "50",
     "THUMBCACHE_WORKER__SHARED_DECODE": "false",
 }
-# Measured: median 0.962; the lowest, 0.756, is a faint drawing on white (uncompressed_rgb.*)
-# where SSIM weighs tiny differences of near-flat areas: the same picture to the eye.
-MIN_SSIM = 0.7
+# Measured (engine 5): median 0.969 over 232 thumbnails; the lowest, 0.659, is thin ellipses on
+# grey (imagedraw_ellipse_various_sizes.png). Against a Lanczos reduction of that source the
+# direct thumbnail scores 0.888 and the derived one 0.766; engine 4 gave 0.829 and 0.766 (their
+# SSIM 0.762): the two differ more because the direct one got sharper, the derived one is as
+# before. Next lowest: radial gradients, 0.763.
+MIN_SSIM = 0.65
 
 
 @pytest.fixture(scope="module")

@@ -93,4 +93,4 @@ def test_from_settings_and_engine_version() -> None:
     assert spec.optimize_coding and not CACHE_SPEC.optimize_coding
     assert CACHE_SPEC.chroma_444_at_or_above is None
     assert THUMB_SPEC.chroma_444_at_or_above == 80  # the built-in thumbnail's rule
-    assert ENGINE_VERSION == "4"
+    assert ENGINE_VERSION == "5"
