@@ -333,3 +333,84 @@ def test_an_output_that_cannot_be_written_fails_the_task_or_only_its_own_renditi
     task = RenderTask(str(tmp_path), "a.jpg", THUMBNAIL, LimitSettings(), outputs=(bad,))
     with pytest.raises(StorageError, match="cannot write"):
         pool.render(task, 30)
+
+
+def render_in_thread(
+    pool: RenderPool, t: RenderTask, time_limit: float, out: list
+) -> threading.Thread:
+    def run() -> None:
+        try:
+            out.append(pool.render(t, time_limit=time_limit))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_task_waits_in_the_pipe_of_a_busy_process_instead_of_in_the_worker(tmp_path, monkeypatch):
+    # Given a pool of one process and a render of 1 s in it
+    monkeypatch.setenv("THUMBCACHE_FAULTS", "in_render_process=sleep:1@slow")
+    (tmp_path / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
+    pool = RenderPool(memory_mb=503, size=1)
+    try:
+        first: list = []
+        second: list = []
+        slow = render_in_thread(pool, task(tmp_path, "slow.jpg"), 30, first)
+        wait_for(lambda: len(pool._processes) == 1 and pool._processes[0].in_flight == 1)
+        # When a second render comes while it runs
+        quick = render_in_thread(pool, task(tmp_path, "a.jpg"), 30, second)
+        # Then its task is sent to that same process at once (it waits there, not here)...
+        (process,) = pool._processes
+        wait_for(lambda: process.in_flight == 2)
+        assert first == []  # the slow render is still going
+        slow.join(30)
+        quick.join(30)
+        # ...both render, in order, in the one process
+        assert [r.width for r in first + second] == [300, 300]
+        assert len(render_children(503)) == 1
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("ending", ["crash", "timeout"])
+def test_a_task_queued_behind_a_failing_render_is_rendered_by_another_process(
+    tmp_path, monkeypatch, ending
+):
+    # Given a pool of one process rendering a 5 s task, with a second task queued behind it
+    monkeypatch.setenv("THUMBCACHE_FAULTS", "in_render_process=sleep:5@slow")
+    (tmp_path / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
+    pool = RenderPool(memory_mb=504, size=1)
+    try:
+        first: list = []
+        second: list = []
+        limit = 0.5 if ending == "timeout" else 60
+        slow = render_in_thread(pool, task(tmp_path, "slow.jpg"), limit, first)
+        wait_for(lambda: len(pool._processes) == 1 and pool._processes[0].in_flight == 1)
+        (process,) = pool._processes
+        queued = render_in_thread(pool, task(tmp_path, "a.jpg"), 30, second)
+        wait_for(lambda: process.in_flight == 2)
+        # When the running render's process dies (a decoder crash) or is stopped at its limit
+        if ending == "crash":
+            os.kill(process.pid, signal.SIGSEGV)
+        slow.join(30)
+        queued.join(30)
+        # Then that render fails as such, and the queued one, which never started, renders
+        # in a new process as if nothing happened
+        expected = RenderCrashed if ending == "crash" else RenderTimeout
+        assert isinstance(first[0], expected), first
+        assert [r.width for r in second] == [300]
+        (replacement,) = pool._idle
+        assert replacement.pid != process.pid and not process.alive
+    finally:
+        pool.close()

@@ -1,10 +1,14 @@
-"""The worker's side: a pool of render processes, each used by one thread at a time.
+"""The worker's side: a pool of render processes, each rendering one task at a time.
 
-A render gets a process (an idle one, or a new one), sends it the task and waits for the answer
-until the wall-clock limit. Past the limit the process is killed (that really stops a decoder
-stuck in C code) and the render fails as ``RenderTimeout``; a process that dies mid-render
-(a decoder crash) fails that one render as ``RenderCrashed``. Either way the process is
-replaced on the next render; the worker itself, its other renders and its messages go on.
+A render gets a process (an idle one, a new one, or, when the pool is at its size, one already
+rendering: its task then waits in that process's pipe, so the process starts it the moment it
+finishes the one before), sends it the task and waits for the answer until the wall-clock limit,
+counted from when the process reaches the task. Past the limit the process is killed (that
+really stops a decoder stuck in C code) and the render fails as ``RenderTimeout``; a process
+that dies mid-render (a decoder crash) fails that one render as ``RenderCrashed``. A task
+queued behind it never started: it is sent to another process, untouched by the failure.
+Either way the process is replaced; the worker itself, its other renders and its messages go
+on.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ from thumbcache.sandbox.protocol import (
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 60.0
+# Tasks a process of a sized pool holds: the one it renders and the next, waiting in its pipe.
+# Without the second, a process idled ~1.1 ms between tasks while the worker took the answer
+# and sent the next (5% of a 2 MP render; docs/BENCHMARKS.md).
+PIPELINE_DEPTH = 2
+
+
+class NotStarted(Exception):
+    """The process ended before it reached this task (the task ahead of it failed)."""
 
 
 class ChildError(Exception):
@@ -104,6 +116,11 @@ class RenderProcess:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in = self._proc.stdin.fileno()
         self._out = self._proc.stdout.fileno()
+        self.holders = 0  # renders holding this process (kept by the pool, under its lock)
+        self._turns = threading.Condition()  # answers are read in the order tasks were sent
+        self._sent = 0
+        self._answered = 0
+        self._lost = False
         try:
             self._read(time.monotonic() + START_TIMEOUT_SECONDS)
         except (ProtocolError, TimeoutError) as exc:
@@ -117,9 +134,37 @@ class RenderProcess:
 
     def run(self, task: RenderTask, time_limit: float) -> RenderResult:
         """Render ``task``; raise the task's own error, RenderTimeout or RenderCrashed."""
+        return self.result(self.submit(task), task, time_limit)
+
+    def submit(self, task: RenderTask) -> int:
+        """Send ``task`` (the process reads it when done with those sent before); its ticket
+        for :meth:`result`. Raises NotStarted if the process has ended."""
+        with self._turns:
+            if self._lost:
+                raise NotStarted
+            try:
+                write_frame(self._in, task.to_json())
+            except OSError:  # the pipe is closed: the process has ended
+                self._lose()
+                raise NotStarted from None
+            self._sent += 1
+            return self._sent - 1
+
+    def result(self, ticket: int, task: RenderTask, time_limit: float) -> RenderResult:
+        """The answer to the task of ``ticket``, read once the answers before it have been
+        (the process renders in order); the time limit starts then. Raises NotStarted if the
+        process ended on a task ahead of this one."""
+        with self._turns:
+            try:
+                while self._answered != ticket and not self._lost:
+                    self._turns.wait()
+            except BaseException:  # interrupted (Dramatiq's time limit): nobody reads our
+                self._lose()  # answer, so no task may be sent after it; the process retires
+                raise
+            if self._lost:
+                raise NotStarted
         started = time.monotonic()
         try:
-            write_frame(self._in, task.to_json())
             doc, payload = self._read(started + time_limit)
         except TimeoutError:
             self.kill()
@@ -128,7 +173,16 @@ class RenderProcess:
                 f"limit of {time_limit:g} s (worker.render_time_limit_seconds)"
             ) from None
         except (ProtocolError, BrokenPipeError) as exc:
+            with self._turns:
+                self._lose()
             raise RenderCrashed(f"the render process {self._death()} ({exc})") from None
+        except BaseException:
+            self.kill()  # interrupted mid-answer: what is left in the pipe is unknown
+            raise
+        finally:
+            with self._turns:
+                self._answered += 1
+                self._turns.notify_all()
         diagnostics = [str(d) for d in doc.get("diagnostics", [])]
         if diagnostics:
             log.warning("%s: the decoder reported: %s", task.source, " | ".join(diagnostics))
@@ -136,8 +190,20 @@ class RenderProcess:
             raise _rebuild(doc)
         return result_from_json(doc, payload)
 
+    @property
+    def in_flight(self) -> int:
+        """Tasks sent and not yet answered."""
+        return self._sent - self._answered
+
+    def _lose(self) -> None:
+        """Mark the process ended (call under ``_turns``): tasks queued in it never start."""
+        self._lost = True
+        self._turns.notify_all()
+
     def kill(self) -> None:
-        """Stop the process now and reap it."""
+        """Stop the process now and reap it (tasks queued in it never start)."""
+        with self._turns:
+            self._lose()
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
@@ -153,8 +219,8 @@ class RenderProcess:
 
     @property
     def alive(self) -> bool:
-        """True while the process runs."""
-        return self._proc.poll() is None
+        """True while the process runs and takes tasks."""
+        return not self._lost and self._proc.poll() is None
 
     def _close_pipes(self) -> None:
         for pipe in (self._proc.stdin, self._proc.stdout):
@@ -205,61 +271,59 @@ def _rebuild(doc: dict[str, Any]) -> Exception:
 
 
 class RenderPool:
-    """Render processes shared by a worker's threads: one process per render in flight, at most
-    ``size`` of them (0: no cap). Threads beyond the cap wait for a process, so a worker can run
-    more threads than renders: the others write the job state meanwhile."""
+    """Render processes shared by a worker's threads, at most ``size`` of them (0: no cap, one
+    per render in flight). At the cap, a render queues its task in the least busy process
+    (up to :data:`PIPELINE_DEPTH` each) or waits. A worker can run more threads than renders:
+    the others write the job state meanwhile."""
 
     def __init__(self, memory_mb: int = 0, size: int = 0) -> None:
         self.memory_mb = memory_mb
         self.size = size
-        self._slots = threading.BoundedSemaphore(size) if size else None
-        self._idle: list[RenderProcess] = []
+        self._processes: list[RenderProcess] = []
         self._lock = threading.Condition()
-        self._starting = 0  # processes being started by warm(), not yet idle
+        self._starting = 0  # processes being started, not yet in _processes
         self._closed = False
+
+    @property
+    def _idle(self) -> list[RenderProcess]:
+        """The live processes no render holds."""
+        with self._lock:
+            return [p for p in self._processes if not p.holders and p.alive]
 
     def render(self, task: RenderTask, time_limit: float) -> RenderResult:
         """Render ``task`` in a process of the pool, within ``time_limit`` seconds (the wait for
-        a free process is not part of it)."""
-        if self._slots is None:
-            return self._render(task, time_limit)
-        with self._slots:
-            return self._render(task, time_limit)
-
-    def _render(self, task: RenderTask, time_limit: float) -> RenderResult:
-        process = self._acquire()
-        try:
-            result = process.run(task, time_limit)
-        except (RenderTimeout, RenderCrashed):
-            process.kill()
-            raise
-        except BaseException:
-            self._release(process)  # the task's own error: the process is fine
-            raise
-        self._release(process)
-        return result
+        a free process, or for the task ahead of it in a busy one, is not part of it)."""
+        while True:
+            process = self._acquire()
+            try:
+                return process.result(process.submit(task), task, time_limit)
+            except NotStarted:
+                continue  # the task ahead ended that process: send ours to another
+            finally:
+                self._release(process)
 
     def warm(self, count: int) -> None:
-        """Start processes in the background until ``count`` are idle or starting, so that the
-        first renders find them ready: a process loads its libraries in about 0.3 s, which then
-        overlaps the scan instead of delaying the first renders."""
+        """Start processes in the background until ``count`` are running or starting, so that
+        the first renders find them ready: a process loads its libraries in about 0.3 s, which
+        then overlaps the scan instead of delaying the first renders."""
         with self._lock:
-            wanted = count - len(self._idle) - self._starting
+            wanted = count - len(self._processes) - self._starting
             if self._closed or wanted <= 0:
                 return
             self._starting += wanted
         for _ in range(wanted):
-            threading.Thread(target=self._start_idle, name="render-warm", daemon=True).start()
+            threading.Thread(target=self._warm_one, name="render-warm", daemon=True).start()
 
     def close(self) -> None:
         """End every idle process (renders in flight end theirs when they return)."""
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
+            idle = [p for p in self._processes if not p.holders]
+            self._processes = [p for p in self._processes if p.holders]
         for process in idle:
             process.close()
 
-    def _start_idle(self) -> None:
+    def _warm_one(self) -> None:
         try:
             process: RenderProcess | None = RenderProcess(self.memory_mb)
         except RenderProcessUnavailable as exc:
@@ -267,7 +331,7 @@ class RenderPool:
             process = None  # a render starts its own (and reports the failure)
         with self._lock:
             if process is not None and not self._closed:
-                self._idle.append(process)
+                self._processes.append(process)
                 process = None
         if process is not None:
             process.close()  # the pool closed meanwhile
@@ -276,26 +340,55 @@ class RenderPool:
             self._lock.notify_all()
 
     def _acquire(self) -> RenderProcess:
-        """An idle process, one being started ahead of time, or a new one."""
+        """A process to send a task to, held until :meth:`_release`: an idle one; else a new
+        one while under the cap (after any being started); else the least held one with room
+        in its pipe; else wait."""
         with self._lock:
             while True:
-                while self._idle:
-                    process = self._idle.pop()
-                    if process.alive:
-                        return process
-                    process.kill()
-                if not self._starting:
+                self._drop_ended()
+                idle = [p for p in self._processes if not p.holders]
+                if idle:
+                    return self._hold(idle[0])
+                if self._starting:
+                    self._lock.wait()  # one is on its way: a second start would only idle
+                    continue
+                if not self.size or len(self._processes) < self.size:
+                    self._starting += 1
                     break
-                self._lock.wait()  # one is on its way: a second start would only idle
-        return RenderProcess(self.memory_mb)
+                ready = [p for p in self._processes if p.holders < PIPELINE_DEPTH]
+                if ready:
+                    return self._hold(min(ready, key=lambda p: p.holders))
+                self._lock.wait()
+        try:
+            process = RenderProcess(self.memory_mb)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._lock.notify_all()
+        with self._lock:
+            self._processes.append(process)  # closed by _release if the pool closed meanwhile
+            return self._hold(process)
+
+    @staticmethod
+    def _hold(process: RenderProcess) -> RenderProcess:
+        process.holders += 1  # under the pool's lock
+        return process
 
     def _release(self, process: RenderProcess) -> None:
         with self._lock:
-            if not self._closed and process.alive:
-                self._idle.append(process)
-                self._lock.notify_all()
+            process.holders -= 1
+            self._lock.notify_all()
+            if process.holders or (process.alive and not self._closed):
                 return
+            if process in self._processes:
+                self._processes.remove(process)
         process.close()
+
+    def _drop_ended(self) -> None:
+        """Forget the processes that died while no render held them (under the lock)."""
+        for process in [p for p in self._processes if not p.holders and not p.alive]:
+            self._processes.remove(process)
+            process.kill()
 
 
 _POOLS: dict[tuple[int, int], RenderPool] = {}
