@@ -346,16 +346,17 @@ class RenderPool:
         with self._lock:
             while True:
                 self._drop_ended()
-                idle = [p for p in self._processes if not p.holders]
+                live = [p for p in self._processes if p.alive]  # not one a render just ended
+                idle = [p for p in live if not p.holders]
                 if idle:
                     return self._hold(idle[0])
                 if self._starting:
                     self._lock.wait()  # one is on its way: a second start would only idle
                     continue
-                if not self.size or len(self._processes) < self.size:
+                if not self.size or len(live) < self.size:
                     self._starting += 1
                     break
-                ready = [p for p in self._processes if p.holders < PIPELINE_DEPTH]
+                ready = [p for p in live if p.holders < PIPELINE_DEPTH]
                 if ready:
                     return self._hold(min(ready, key=lambda p: p.holders))
                 self._lock.wait()
