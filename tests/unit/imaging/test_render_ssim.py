@@ -135,3 +135,17 @@ def test_reductions_of_slivers_and_tiny_images_keep_their_size(
 ) -> None:
     px = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     assert resize(px, *target).shape == (target[1], target[0], shape[2])
+
+
+@pytest.mark.timeout(60)  # a filter as long as the long axis's reduction: 31 min for both
+@pytest.mark.parametrize("shape", [(4, 10_000_000, 3), (10_000_000, 4, 3)])
+def test_a_sliver_inside_the_pixel_limit_reduces_in_linear_time(
+    shape: tuple[int, int, int],
+) -> None:
+    # 40 MP: within limits.max_pixels; the halvings follow the short axis, leaving the long
+    # one 16,000x to reduce in the last step
+    px = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    target = (300, 1) if shape[1] > shape[0] else (1, 300)
+    out = resize(px, *target)
+    assert out.shape == (target[1], target[0], 3)
+    assert abs(float(out.mean()) - 127.5) < 3  # the means of the whole picture, not a corner
