@@ -356,27 +356,35 @@ def wait_for(condition, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def queue_behind_slow(pool: RenderPool, root: Path, slow_limit: float):
+    """A slow render in ``pool``'s one process, and a quick one sent while it runs: the
+    process, both threads, and the lists their outcomes go to."""
+    (root / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
+    (root / "a.jpg").write_bytes(jpeg_bytes(800, 600))
+    first: list = []
+    second: list = []
+    slow = render_in_thread(pool, task(root, "slow.jpg"), slow_limit, first)
+    wait_for(lambda: len(pool._processes) == 1 and pool._processes[0].in_flight == 1)
+    (process,) = pool._processes
+    quick = render_in_thread(pool, task(root, "a.jpg"), 30, second)
+    wait_for(lambda: process.in_flight == 2)  # sent at once: it waits in the process's pipe
+    return process, (slow, first), (quick, second)
+
+
 def test_a_task_waits_in_the_pipe_of_a_busy_process_instead_of_in_the_worker(tmp_path, monkeypatch):
     # Given a pool of one process and a render of 1 s in it
     monkeypatch.setenv("THUMBCACHE_FAULTS", "in_render_process=sleep:1@slow")
-    (tmp_path / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
-    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
     pool = RenderPool(memory_mb=503, size=1)
     try:
-        first: list = []
-        second: list = []
-        slow = render_in_thread(pool, task(tmp_path, "slow.jpg"), 30, first)
-        wait_for(lambda: len(pool._processes) == 1 and pool._processes[0].in_flight == 1)
-        # When a second render comes while it runs
-        quick = render_in_thread(pool, task(tmp_path, "a.jpg"), 30, second)
-        # Then its task is sent to that same process at once (it waits there, not here)...
-        (process,) = pool._processes
-        wait_for(lambda: process.in_flight == 2)
+        # When a second render comes while it runs, its task is sent to that same process
+        # (queue_behind_slow waits for both to be in it)
+        process, (slow, first), (quick, second) = queue_behind_slow(pool, tmp_path, 30)
         assert first == []  # the slow render is still going
         slow.join(30)
         quick.join(30)
-        # ...both render, in order, in the one process
+        # Then both render, in order, in the one process
         assert [r.width for r in first + second] == [300, 300]
+        assert pool._idle == [process]
         assert len(render_children(503)) == 1
     finally:
         pool.close()
@@ -388,18 +396,10 @@ def test_a_task_queued_behind_a_failing_render_is_rendered_by_another_process(
 ):
     # Given a pool of one process rendering a 5 s task, with a second task queued behind it
     monkeypatch.setenv("THUMBCACHE_FAULTS", "in_render_process=sleep:5@slow")
-    (tmp_path / "slow.jpg").write_bytes(jpeg_bytes(640, 480))
-    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
     pool = RenderPool(memory_mb=504, size=1)
     try:
-        first: list = []
-        second: list = []
         limit = 0.5 if ending == "timeout" else 60
-        slow = render_in_thread(pool, task(tmp_path, "slow.jpg"), limit, first)
-        wait_for(lambda: len(pool._processes) == 1 and pool._processes[0].in_flight == 1)
-        (process,) = pool._processes
-        queued = render_in_thread(pool, task(tmp_path, "a.jpg"), 30, second)
-        wait_for(lambda: process.in_flight == 2)
+        process, (slow, first), (queued, second) = queue_behind_slow(pool, tmp_path, limit)
         # When the running render's process dies (a decoder crash) or is stopped at its limit
         if ending == "crash":
             os.kill(process.pid, signal.SIGSEGV)
