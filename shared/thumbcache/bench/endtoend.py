@@ -57,6 +57,7 @@ from thumbcache.bench.peers import (
     pool_seconds,
     pyvips_version,
     sharp_seconds,
+    source_bytes,
 )
 from thumbcache.bench.proctree import RunResult, become_subreaper, run_thumbcache
 
@@ -376,8 +377,6 @@ def reference(source: bytes, size: tuple[int, int]) -> Any:
 
 def score(sample: Sequence[Task], outs: dict[str, Path]) -> dict[str, Any]:
     """Mean and minimum SSIM and mean kB per (rendition, renderer)."""
-    import zipfile
-
     import numpy as np
     from PIL import Image
 
@@ -385,11 +384,7 @@ def score(sample: Sequence[Task], outs: dict[str, Path]) -> dict[str, Any]:
 
     found: dict[str, dict[str, list[tuple[float, int]]]] = {}
     for task in sample:
-        if task.entry is None:
-            source = Path(task.path).read_bytes()
-        else:
-            with zipfile.ZipFile(task.path) as zf:
-                source = zf.read(task.entry)
+        source = source_bytes(task)
         refs: dict[tuple[int, int], Any] = {}
         for rendition in RENDITIONS:
             for peer, out in outs.items():

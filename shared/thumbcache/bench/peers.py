@@ -78,6 +78,14 @@ def _init_worker(method: str, out: str, cpus: Sequence[int] | None) -> None:
         pyvips.cache_set_max(0)  # no operation cache: every call really decodes
 
 
+def source_bytes(task: Task) -> bytes:
+    """The bytes of a task's image: its file, or its entry of an archive."""
+    if task.entry is None:
+        return Path(task.path).read_bytes()
+    with zipfile.ZipFile(task.path) as zf:
+        return zf.read(task.entry)
+
+
 def _read(task: Task) -> bytes:
     if task.entry is None:
         return Path(task.path).read_bytes()

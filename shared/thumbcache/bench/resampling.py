@@ -12,9 +12,9 @@ reference before encoding and at q85, kB at q85, and the milliseconds of the who
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from PIL import Image
 from thumbcache.bench import e2ecorpus
 from thumbcache.bench.endtoend import reference
 from thumbcache.bench.metrics import ssim
+from thumbcache.bench.peers import source_bytes
 from thumbcache.imaging import engine
 from thumbcache.imaging import resize as resizing
 
@@ -60,16 +61,6 @@ def _opencv_lanczos4(px: Any, w: int, h: int) -> Any:
     return cv2.resize(px, (w, h), interpolation=cv2.INTER_LANCZOS4)
 
 
-def _lanczos_lobes(lobes: int) -> Step:
-    def step(px: Any, w: int, h: int) -> Any:
-        kx = resizing._lanczos_kernel(round(px.shape[1] / w, 3), lobes)
-        ky = resizing._lanczos_kernel(round(px.shape[0] / h, 3), lobes)
-        low = cv2.sepFilter2D(px, -1, kx, ky, borderType=cv2.BORDER_REFLECT)
-        return cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
-
-    return step
-
-
 CANDIDATES: dict[str, Step] = {
     "engine 5": resizing.lanczos_reduce,
     "engine 4 (area; upsample and halve)": _engine4,
@@ -77,16 +68,9 @@ CANDIDATES: dict[str, Step] = {
     "Gaussian low pass, bicubic": _gaussian_bicubic,
     "unsharp mask after engine 4": _unsharp_engine4,
     "OpenCV Lanczos-4 (not antialiased)": _opencv_lanczos4,
-    "Lanczos-3 low pass, bicubic": _lanczos_lobes(3),
-    "Lanczos-2 low pass, bicubic": _lanczos_lobes(2),
+    "Lanczos-3 low pass, bicubic": functools.partial(resizing.lanczos_reduce, lobes=3),
+    "Lanczos-2 low pass, bicubic": functools.partial(resizing.lanczos_reduce, lobes=2),
 }
-
-
-def _source(task: Any) -> bytes:
-    if task.entry:
-        with zipfile.ZipFile(task.path) as archive:
-            return archive.read(task.entry)
-    return Path(task.path).read_bytes()
 
 
 def _timed_resize(times: list[float]) -> Callable[[Any, int, int], Any]:
@@ -114,7 +98,7 @@ def measure(work: Path, images: int) -> list[tuple[str, int, str, list[float]]]:
     for c in e2ecorpus.COLLECTIONS:
         small = e2ecorpus.scaled(c, images / c.images)
         for task in e2ecorpus.build(small, work / c.key)[:images]:
-            data = _source(task)
+            data = source_bytes(task)
             for name, step in CANDIDATES.items():
                 times: list[float] = []
                 with (

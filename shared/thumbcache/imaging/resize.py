@@ -51,14 +51,16 @@ def resize(px: Pixels, width: int, height: int) -> Pixels:
     return lanczos_reduce(px, width, height)
 
 
-def lanczos_reduce(px: Pixels, width: int, height: int) -> Pixels:
+def lanczos_reduce(px: Pixels, width: int, height: int, lobes: int = 0) -> Pixels:
     """A reduction of ``px`` to ``width`` x ``height``: each axis low-passed by a Lanczos
     kernel stretched to that axis' own factor (what Pillow and libvips do while resampling),
     then sampled bicubically. OpenCV has no antialiased resampler but the area filter, so the
-    low pass is a separable filter (vectorised) ahead of the sampling."""
+    low pass is a separable filter (vectorised) ahead of the sampling. ``lobes``: the kernel's
+    (0: by the source's size, as measured)."""
     px = _shorten_long_axis(px, width, height)
-    large = px.shape[0] * px.shape[1] > LARGE_SOURCE_PIXELS
-    lobes = LARGE_SOURCE_LOBES if large else LANCZOS_LOBES
+    if not lobes:
+        large = px.shape[0] * px.shape[1] > LARGE_SOURCE_PIXELS
+        lobes = LARGE_SOURCE_LOBES if large else LANCZOS_LOBES
     kx = _lanczos_kernel(round(px.shape[1] / width, 3), lobes)
     ky = _lanczos_kernel(round(px.shape[0] / height, 3), lobes)
     low = cv2.sepFilter2D(px, -1, kx, ky, borderType=cv2.BORDER_REFLECT)

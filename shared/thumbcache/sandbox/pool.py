@@ -132,13 +132,10 @@ class RenderProcess:
         """The child's process id."""
         return self._proc.pid
 
-    def run(self, task: RenderTask, time_limit: float) -> RenderResult:
-        """Render ``task``; raise the task's own error, RenderTimeout or RenderCrashed."""
-        return self.result(self.submit(task), task, time_limit)
-
     def submit(self, task: RenderTask) -> int:
         """Send ``task`` (the process reads it when done with those sent before); its ticket
-        for :meth:`result`. Raises NotStarted if the process has ended."""
+        for :meth:`result`, which raises the task's own error, RenderTimeout or RenderCrashed.
+        Raises NotStarted if the process has ended."""
         with self._turns:
             if self._lost:
                 raise NotStarted
@@ -360,15 +357,17 @@ class RenderPool:
                 if ready:
                     return self._hold(min(ready, key=lambda p: p.holders))
                 self._lock.wait()
+        process: RenderProcess | None = None
         try:
             process = RenderProcess(self.memory_mb)
         finally:
-            with self._lock:
+            with self._lock:  # counted as starting until it is in the list: never over the cap
                 self._starting -= 1
                 self._lock.notify_all()
-        with self._lock:
-            self._processes.append(process)  # closed by _release if the pool closed meanwhile
-            return self._hold(process)
+                if process is not None:
+                    self._processes.append(process)  # closed by _release if the pool closed
+                    self._hold(process)
+        return process
 
     @staticmethod
     def _hold(process: RenderProcess) -> RenderProcess:
