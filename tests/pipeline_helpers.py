@@ -7,6 +7,7 @@ from typing import Any
 
 import dramatiq
 from thumbcache.broker import make_broker
+from thumbcache.contracts import RenderBatch, RenderRequest
 from thumbcache.database import process_store
 from thumbcache.ops.alerts import completion_hook
 from thumbcache.pipeline.actors import declare_actors
@@ -71,6 +72,20 @@ def drain(rt: Runtime, threads: int = 4) -> None:
 def scan_messages(rt: Runtime) -> list[dramatiq.Message]:
     queue = rt.broker.queues["scan"]
     return [dramatiq.Message.decode(m) for m in list(queue.queue)]
+
+
+def requests_of(message: dramatiq.Message) -> list[RenderRequest]:
+    """The render requests a render message carries: one, or a batch's."""
+    payload = message.args[0]
+    if "images" in payload:
+        return list(RenderBatch.from_dict(payload).requests)
+    return [RenderRequest.from_dict(payload)]
+
+
+def queued_requests(rt: Runtime, queue: str) -> list[RenderRequest]:
+    """The render requests waiting in a queue of the stub broker, batches expanded."""
+    messages = [dramatiq.Message.decode(m) for m in list(rt.broker.queues[queue].queue)]
+    return [request for message in messages for request in requests_of(message)]
 
 
 def scanned_job(rt: Runtime, root: Path) -> dict:

@@ -77,7 +77,11 @@ class RedeliveryWarnings(Middleware):
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.rendition_of_actor = {r.actor_name: n for n, r in rt.settings.renditions.items()}
+        self.rendition_of_actor = {
+            actor: name
+            for name, r in rt.settings.renditions.items()
+            for actor in (r.actor_name, r.batch_actor_name)
+        }
         self.limit_seconds = rt.settings.worker.render_time_limit_seconds
         self.watcher = _AckTimeoutLogWatcher(self.limit_seconds)
         self._lock = threading.Lock()
@@ -127,7 +131,7 @@ class RedeliveryWarnings(Middleware):
 
     def _explain(self, message: Any, key: tuple[str, str, str], already_here: bool) -> None:
         job_id, image_id, stage = key
-        source = message.args[0].get("source", image_id)
+        source = _first_image(message.args[0]).get("source", image_id)
         if already_here:
             log.warning(
                 "%s message for %s redelivered while this worker is still running its first "
@@ -162,7 +166,16 @@ def _render_key(message: Any, rendition_of_actor: Mapping[str, str]) -> tuple[st
     payload = message.args[0]
     if not isinstance(payload, dict):
         return None
-    job_id, image_id = payload.get("job_id"), payload.get("image_id")
+    job_id, image_id = payload.get("job_id"), _first_image(payload).get("image_id")
     if not isinstance(job_id, str) or not isinstance(image_id, str):
         return None
     return job_id, image_id, stage
+
+
+def _first_image(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A render payload's image, or a batch's first (which stands for the batch here)."""
+    images = payload.get("images")
+    if isinstance(images, list) and images and isinstance(images[0], list) and images[0]:
+        first = images[0]
+        return {"image_id": first[0], "source": first[1] if len(first) > 1 else first[0]}
+    return payload

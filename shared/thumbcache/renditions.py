@@ -70,6 +70,11 @@ class RenditionSettings:
         """The Dramatiq actor that renders it."""
         return self.actor or f"generate_{self.name}"
 
+    @property
+    def batch_actor_name(self) -> str:
+        """The Dramatiq actor that renders it for several images per message."""
+        return f"{self.actor_name}_batch"
+
     def file_name_for(self, image_id: str) -> str:
         """The file name of one image's rendition, from the ``file_name`` pattern."""
         return self.file_name.format(
@@ -140,9 +145,10 @@ def validate_registry(renditions: Mapping[str, RenditionSettings]) -> None:
     queues = [q for r in renditions.values() for q in (r.queue_name, r.backfill_queue_name)]
     _check(len(set(queues)) == len(queues), "renditions", "two renditions share a queue")
     _check("scan" not in queues, "renditions", "a queue is named like the scan queue")
-    for what in ("actor_name", "folder_name"):
-        values = [getattr(r, what) for r in renditions.values()]
-        _check(len(set(values)) == len(values), "renditions", f"two renditions share a {what}")
+    actors = [a for r in renditions.values() for a in (r.actor_name, r.batch_actor_name)]
+    _check(len(set(actors)) == len(actors), "renditions", "two renditions share an actor")
+    folders = [r.folder_name for r in renditions.values()]
+    _check(len(set(folders)) == len(folders), "renditions", "two renditions share a folder_name")
     for name, rendition in renditions.items():
         if not rendition.derive_from:
             continue

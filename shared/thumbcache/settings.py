@@ -66,6 +66,10 @@ class ScanSettings:
 
     chunk_size: int = 500
     publish_batch: int = 500
+    # Images per render message (one rendition each): a message per image cost the embedded
+    # run's worker more CPU than its renders' state (issue 14, docs/BENCHMARKS.md). 1: one
+    # message per image, as workers older than the batch actor need.
+    render_batch: int = 8
     slice_seconds: float = 60.0
     queue_high_water: int = 20_000
     high_water_poll_seconds: float = 0.5
@@ -74,6 +78,7 @@ class ScanSettings:
         """Sizes must be positive."""
         _check(self.chunk_size >= 1, f"{prefix}.chunk_size", "must be >= 1")
         _check(self.publish_batch >= 1, f"{prefix}.publish_batch", "must be >= 1")
+        _check(self.render_batch >= 1, f"{prefix}.render_batch", "must be >= 1")
         _check(self.slice_seconds > 0, f"{prefix}.slice_seconds", "must be > 0")
         _check(self.queue_high_water >= 1, f"{prefix}.queue_high_water", "must be >= 1")
         _check(self.high_water_poll_seconds > 0, f"{prefix}.high_water_poll_seconds", "> 0")

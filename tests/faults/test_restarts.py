@@ -171,6 +171,7 @@ def test_rabbitmq_restarts_during_a_scan_and_during_rendering_lose_nothing(
     vhost = f"tc-{db_name}"
     env = cluster_env(tmp_path, clean_env, rabbit.add_vhost(vhost), mongo_url, db_name)
     env["THUMBCACHE_SCAN__QUEUE_HIGH_WATER"] = "6"
+    env["THUMBCACHE_SCAN__RENDER_BATCH"] = "1"  # a message per image: the mark counts images
     env["THUMBCACHE_SCAN__HIGH_WATER_POLL_SECONDS"] = "0.2"
     store = connect(mongo_url, db_name)
     workers = {"scanner": start_worker("scanner", env, logs / "scanner.log")}

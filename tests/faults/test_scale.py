@@ -19,6 +19,7 @@ import os
 
 import pytest
 from thumbcache.bench.distributed import ScanRun, measure_scan
+from thumbcache.pipeline.scan import FIRST_CHUNK_SIZE
 from thumbcache.settings import ScanSettings
 from thumbcache.state.store import connect
 
@@ -26,6 +27,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 FULL = os.environ.get("THUMBCACHE_FULL_SCENARIOS") == "1"
 MB = 1024 * 1024
 PUBLISH_BATCH = ScanSettings().publish_batch  # the scanner checks the mark before each batch
+
+
+def batches(entries: int) -> int:
+    """Render messages of one rendition for ``entries`` images: each chunk's images (the first
+    chunk small, the rest ``scan.chunk_size``) in batches of ``scan.render_batch``."""
+    scan, chunks, left = ScanSettings(), [], entries
+    while left > 0:
+        chunks.append(min(left, FIRST_CHUNK_SIZE if not chunks else scan.chunk_size))
+        left -= chunks[-1]
+    return sum(-(-n // scan.render_batch) for n in chunks)
 
 
 def scan(tmp_path, clean_env, mongo_url, db_name, entries: int, high_water: int) -> ScanRun:
@@ -49,7 +60,7 @@ def assert_scanned_exactly(run: ScanRun, mongo_url: str, database: str, high_wat
         run.entries, 0, run.entries,
     )  # fmt: skip
     assert connect(mongo_url, database).db["job_items"].count_documents({}) == run.entries
-    assert run.messages == 2 * run.entries  # one per render stage, none lost, none twice
+    assert run.messages == 2 * batches(run.entries)  # per render stage, none lost, none twice
     # The scanner checks the depth before each batch, so a queue may pass the mark by at most
     # one batch; here a batch of 100 holds 50 messages per queue.
     assert run.drains_at_mark >= 1  # the scanner was held at the mark
@@ -61,7 +72,7 @@ def assert_scanned_exactly(run: ScanRun, mongo_url: str, database: str, high_wat
 def test_scanner_memory_and_job_document_stay_constant_as_the_listing_grows(
     tmp_path, clean_env, mongo_url, db_name
 ):
-    high_water = 5_000
+    high_water = 600  # messages: 8 images each (scan.render_batch), 3,151 per queue at 25,000
     small = scan(tmp_path, clean_env, mongo_url, db_name, 25_000, high_water)
     large = scan(tmp_path, clean_env, mongo_url, db_name, 100_000, high_water)
 

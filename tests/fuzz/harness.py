@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-from thumbcache.contracts import RenderRequest, ScanRequest
+from thumbcache.contracts import ScanRequest
 from thumbcache.pipeline.render import render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan import scan_step, start_scan
+
+from tests.pipeline_helpers import requests_of
 
 # Hang detection only (never a speed claim): a render of a fuzzed file of a few KB that takes
 # this long is stuck in a decode loop. A sound one takes milliseconds.
@@ -118,25 +120,30 @@ def run_collection(rt: Runtime, root: Path) -> Run:
             )
             break
         scans.extend(_take(rt, "scan"))
+    stages = {
+        actor: name
+        for name, r in rt.settings.renditions.items()
+        for actor in (r.actor_name, r.batch_actor_name)
+    }
     for queue in _render_queues(rt):
         for message in _take(rt, queue):
-            stage = {r.actor_name: n for n, r in rt.settings.renditions.items()}[message.actor_name]
-            request = RenderRequest.from_dict(message.args[0])
-            label = f"{stage} of {request.source!r}"
-            if request.source in run.hung:
-                continue  # one stuck decode per source is enough: spare the CPU
-            try:
-                _watched(
-                    run,
-                    label,
-                    request.source,
-                    partial(render_step, rt, stage, request, last_try=False),
-                )
-            except Exception as exc:
-                run.findings.append(
-                    f"render_step raised {_named(exc)}: {exc} for {label} "
-                    "(retried as if transient, though the input decides)"
-                )
+            stage = stages[message.actor_name]
+            for request in requests_of(message):  # a batch's images, each watched alone
+                label = f"{stage} of {request.source!r}"
+                if request.source in run.hung:
+                    continue  # one stuck decode per source is enough: spare the CPU
+                try:
+                    _watched(
+                        run,
+                        label,
+                        request.source,
+                        partial(render_step, rt, stage, request, last_try=False),
+                    )
+                except Exception as exc:
+                    run.findings.append(
+                        f"render_step raised {_named(exc)}: {exc} for {label} "
+                        "(retried as if transient, though the input decides)"
+                    )
     run.job = rt.store.jobs.get(job["_id"])
     run.items = list(rt.store.items.iter_job(job["_id"]))
     return run

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dramatiq
 import pytest
 from thumbcache.contracts import RenderRequest
 from thumbcache.pipeline import render as render_module
@@ -20,7 +19,7 @@ from thumbcache.storage.layout import collection_dir
 
 from tests.imagegen import jpeg_bytes
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import drain, make_runtime
+from tests.pipeline_helpers import drain, make_runtime, queued_requests
 
 
 @pytest.fixture
@@ -67,9 +66,9 @@ def _photos(tmp_path, sizes):
 
 def _queued(rt, queue) -> list[RenderRequest]:
     """The requests waiting in a stub-broker queue (taken out of it)."""
-    messages = [dramatiq.Message.decode(m) for m in list(rt.broker.queues[queue].queue)]
+    requests = queued_requests(rt, queue)
     rt.broker.flush(queue)
-    return [RenderRequest.from_dict(m.args[0]) for m in messages]
+    return requests
 
 
 def _scan(rt, root):

@@ -14,7 +14,16 @@ from thumbcache.pipeline.scan import start_scan
 from thumbcache.renditions import THUMBNAIL
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import claim, drain, folder_of, make_runtime, scan_messages, scanned_job
+from tests.pipeline_helpers import (
+    claim,
+    drain,
+    folder_of,
+    make_runtime,
+    queued_requests,
+    requests_of,
+    scan_messages,
+    scanned_job,
+)
 
 
 @pytest.fixture
@@ -35,13 +44,17 @@ def test_the_job_state_exists_before_anything_is_published(tmp_path, mongo_url, 
     def spy(message, **kw):
         job_id = message.args[0]["job_id"]
         published_with_job.append(rt.store.jobs.get(job_id) is not None)
+        if message.queue_name != "scan":
+            rendered.extend(requests_of(message))
         return original(message, **kw)
 
+    rendered: list = []
     rt.broker.enqueue = spy  # type: ignore[method-assign]
     start_scan(rt, str(root))
     drain(rt)
     assert published_with_job and all(published_with_job)
-    assert len(published_with_job) == 1 + 2 * 2  # the scan, then two renditions per image
+    assert len(published_with_job) == 1 + 2  # the scan, then a batch of both for each rendition
+    assert len(rendered) == 2 * 2  # two renditions of each image
 
 
 def test_scan_works_in_slices_and_resumes_from_its_checkpoint(tmp_path, mongo_url, db_name):
@@ -63,7 +76,7 @@ def test_scan_works_in_slices_and_resumes_from_its_checkpoint(tmp_path, mongo_ur
     assert state["scan"]["chunks"] == 1 and state["scan"]["cursor"] == ["p002.jpg"]
     assert state["total"] == 3
     assert len(scan_messages(rt)) == 1  # the continuation
-    assert queue_depth(rt.broker, "thumbnail") == 3
+    assert len(queued_requests(rt, "thumbnail")) == 3
     drain(rt)
     job = assert_job_exact(rt.store, job["_id"])
     assert job["completed"] == 10 and job["scan"]["chunks"] == 4
@@ -88,7 +101,7 @@ def test_a_jobs_first_chunk_is_small_so_renders_start_while_the_rest_is_walked(
     # Then two images are recorded and their renders already sent
     state = rt.store.jobs.get(job["_id"])
     assert state["scan"]["chunks"] == 1 and state["total"] == 2
-    assert queue_depth(rt.broker, "thumbnail") == 2
+    assert len(queued_requests(rt, "thumbnail")) == 2
     # And the rest goes in full chunks: 2 + 5 + 2
     drain(rt)
     job = assert_job_exact(rt.store, job["_id"])
@@ -129,7 +142,7 @@ def test_every_message_twice_and_concurrently_still_counts_once(tmp_path, mongo_
         for raw in pending:
             for _ in range(2):
                 rt.broker.enqueue(dramatiq.Message.decode(raw))
-    assert queue_depth(rt.broker, "thumbnail") == 24
+    assert len(queued_requests(rt, "thumbnail")) == 24
     drain(rt, threads=6)
     job = assert_job_exact(rt.store, job["_id"])
     assert job["completed"] == 12 and job["stages"]["cache"]["completed"] == 12

@@ -116,8 +116,9 @@ def test_metrics_of_a_running_job_with_queue_depths(
     assert metrics["thumbcache_jobs", (("status", "running"),)] == 1
     assert metrics["thumbcache_stage_items", (("stage", "thumbnail"), ("state", "open"))] == 3
     assert metrics["thumbcache_stage_items", (("stage", "scan"), ("state", "failed"))] == 1
-    assert metrics["thumbcache_queue_depth", (("queue", "thumbnail"),)] == 3
-    assert metrics["thumbcache_queue_depth", (("queue", "cache"),)] == 3
+    # messages, as the broker counts them: each rendition's 3 images in one batch
+    assert metrics["thumbcache_queue_depth", (("queue", "thumbnail"),)] == 1
+    assert metrics["thumbcache_queue_depth", (("queue", "cache"),)] == 1
     assert metrics["thumbcache_broker_up", ()] == 1
     assert ("thumbcache_job_rate_per_second", (("job_id", job["_id"]),)) in metrics
 

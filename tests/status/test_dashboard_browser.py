@@ -10,6 +10,7 @@ folder, and the collection grid shows every thumbnail as a loaded image.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -60,8 +61,11 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def service(fresh: tuple[Store, Settings], tmp_path: Path) -> Iterator[tuple[Embedded, str]]:
-    """The all-in-one service on a free port, its worker not yet started."""
+    """The all-in-one service on a free port, its worker not yet started, a render message
+    per image (so that pausing the worker holds part of a job back)."""
     _, settings = fresh
+    one_per_message = dataclasses.replace(settings.scan, render_batch=1)
+    settings = dataclasses.replace(settings, scan=one_per_message)
     access = access_for(settings.status, TOKEN, ["127.0.0.1:0"])  # every read needs it too
     with embedded_service(
         settings, allowed_roots=(str(tmp_path),), access=access, start_worker=False

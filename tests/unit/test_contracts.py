@@ -5,10 +5,12 @@ from thumbcache.contracts import (
     BACKFILL,
     LANES,
     PayloadError,
+    RenderBatch,
     RenderRequest,
     ScanRequest,
     all_queues,
     lanes_of,
+    render_batch_message,
     render_message,
     render_queues,
 )
@@ -61,3 +63,42 @@ def test_queues_follow_the_registry():
     )
     assert render_queues([preview], lanes_of("fresh")) == ("previews",)
     assert lanes_of("all") == LANES
+
+
+def _batch(*image_ids: str, lane: str = "fresh") -> RenderBatch:
+    return RenderBatch.of(
+        RenderRequest("j", "c", i, f"{i}.jpg", base="cache" if i == "b" else "", lane=lane)
+        for i in image_ids
+    )
+
+
+def test_a_batch_round_trips_with_each_images_own_fields():
+    batch = _batch("a", "b", "c", lane=BACKFILL)
+    data = batch.to_dict()
+    assert data["images"] == [["a", "a.jpg", ""], ["b", "b.jpg", "cache"], ["c", "c.jpg", ""]]
+    assert RenderBatch.from_dict(data) == batch
+
+
+@pytest.mark.parametrize(
+    "images",
+    [None, [], [["a", "a.jpg"]], [["a", 5, ""]], "a", [["a", "a.jpg", "", "extra"]]],
+)
+def test_a_malformed_batch_is_rejected_with_a_reason(images):
+    data = {**_batch("a").to_dict(), "images": images}
+    with pytest.raises(PayloadError):
+        RenderBatch.from_dict(data)
+
+
+def test_a_batch_holds_one_job_lane_and_force_only():
+    with pytest.raises(ValueError, match="share"):
+        RenderBatch.of([RenderRequest("j", "c", "a", "a"), RenderRequest("k", "c", "b", "b")])
+    with pytest.raises(ValueError, match="at least one"):
+        RenderBatch.of([])
+
+
+def test_a_batch_message_goes_to_the_batch_actor_on_its_lane():
+    message = render_batch_message(CACHE, _batch("a", "b", "c", lane=BACKFILL))
+    assert (message.queue_name, message.actor_name) == ("cache-backfill", "generate_cache_batch")
+    single = render_batch_message(CACHE, _batch("a"))
+    assert single.actor_name == "generate_cache"  # a batch of one is an ordinary message
+    assert single.args[0] == RenderRequest("j", "c", "a", "a.jpg").to_dict()

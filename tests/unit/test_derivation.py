@@ -9,6 +9,7 @@ from thumbcache.contracts import RenderRequest
 from thumbcache.errors import ConfigError
 from thumbcache.pipeline.derivation import (
     bases_of,
+    batched_render_messages,
     derives,
     ready_stages,
     released_messages,
@@ -137,3 +138,26 @@ def test_the_registry_refuses_impossible_bases(thumbnail, cache, why):
     }
     with pytest.raises(ConfigError, match=why):
         validate_registry(registry)
+
+
+def test_batched_messages_cover_each_stage_once_interleaved_by_rendition():
+    job = {"_id": "j", "force": False, "lane": "fresh"}
+    items = [{"collection_id": "c", "image_id": f"i{n}", "source": f"{n}.jpg"} for n in range(5)]
+    work = [(item, ["thumbnail", "cache"] if n < 3 else ["cache"]) for n, item in enumerate(items)]
+    messages = batched_render_messages(DEFAULT_RENDITIONS, job, work, size=2)
+    # thumbnail: i0 i1 | i2 (a batch of one is a plain message); cache: i0 i1 | i2 i3 | i4
+    assert [(m.queue_name, m.actor_name) for m in messages] == [
+        ("thumbnail", "generate_thumbnail_batch"),
+        ("cache", "generate_cache_batch"),
+        ("thumbnail", "generate_thumbnail"),
+        ("cache", "generate_cache_batch"),
+        ("cache", "generate_cache"),
+    ]
+    covered = []
+    for m in messages:
+        payload = m.args[0]
+        ids = [e[0] for e in payload["images"]] if "images" in payload else [payload["image_id"]]
+        covered += [(m.queue_name, i) for i in ids]
+    assert sorted(covered) == sorted(
+        [("thumbnail", f"i{n}") for n in range(3)] + [("cache", f"i{n}") for n in range(5)]
+    )

@@ -79,6 +79,8 @@ def test_overrides_sit_on_top():
         ({"THUMBCACHE_THUMBNAIL__QUALITY": "80"}, "[renditions.thumbnail]"),  # the old form
         ({"THUMBCACHE_BROKER_URL": "redis://x"}, "broker_url"),
         ({"THUMBCACHE_SCAN__CHUNK_SIZE": "0"}, "scan.chunk_size"),
+        ({"THUMBCACHE_SCAN__RENDER_BATCH": "0"}, "scan.render_batch"),
+        ({"THUMBCACHE_RENDITIONS__CACHE__ACTOR": "generate_thumbnail_batch"}, "renditions"),
         ({"THUMBCACHE_WORKER__FSYNC": "maybe"}, "fsync"),
         ({"THUMBCACHE_RENDITIONS__THUMBNAIL__NOPE": "1"}, "renditions.thumbnail.nope"),
     ],

@@ -14,11 +14,12 @@ from thumbcache.contracts import (
     SCAN_ACTOR,
     SCAN_QUEUE,
     PayloadError,
+    RenderBatch,
     RenderRequest,
     ScanRequest,
     render_queue,
 )
-from thumbcache.pipeline.render import render_step
+from thumbcache.pipeline.render import render_batch_step, render_step
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.scan_guard import scan_or_end_job
 
@@ -52,9 +53,11 @@ def declare_render_actor(
     broker: dramatiq.Broker, rt: Runtime, name: str
 ) -> dramatiq.Actor[Any, Any]:
     """A rendition's actor (its name, its queue and backfill queue from the registry): one
-    rendition of one image per message."""
+    rendition of one image per message. Its batch actor (:func:`declare_render_batch_actor`)
+    serves the same queues."""
     rendition = rt.settings.rendition(name)
     max_retries = rt.settings.worker.max_retries
+    declare_render_batch_actor(broker, rt, name)
 
     def render(payload: dict[str, Any]) -> None:
         try:
@@ -81,6 +84,41 @@ def declare_render_actor(
     actor = declare(render)
     broker.declare_queue(render_queue(rendition, BACKFILL))  # the same actor serves both lanes
     return actor
+
+
+def declare_render_batch_actor(
+    broker: dramatiq.Broker, rt: Runtime, name: str
+) -> dramatiq.Actor[Any, Any]:
+    """A rendition's batch actor: one rendition of several images per message, on the
+    rendition's queues, with a render message's time limit (a batch hands on what it has not
+    started by half of it: :func:`render_batch_step`)."""
+    rendition = rt.settings.rendition(name)
+    worker = rt.settings.worker
+    max_retries = worker.max_retries
+
+    def render_batch(payload: dict[str, Any]) -> None:
+        try:
+            batch = RenderBatch.from_dict(payload)
+        except PayloadError as exc:
+            log.error("dropping malformed %s batch message: %s", name, exc)
+            return
+        render_batch_step(
+            rt,
+            name,
+            batch.requests,
+            last_try=_retries_so_far() >= max_retries,
+            redelivered=_redelivered(),
+        )
+
+    render_batch.__name__ = rendition.batch_actor_name
+    declare = dramatiq.actor(
+        actor_name=rendition.batch_actor_name,
+        queue_name=render_queue(rendition, FRESH),
+        broker=broker,
+        max_retries=max_retries,
+        time_limit=worker.render_actor_time_limit_seconds * 1000,
+    )
+    return declare(render_batch)
 
 
 def declare_actors(

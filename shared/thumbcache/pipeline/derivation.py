@@ -22,13 +22,20 @@ the source, the derived one as the base's companion.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import dramatiq
 
-from thumbcache.contracts import FRESH, RenderRequest, render_message
+from thumbcache.contracts import (
+    FRESH,
+    RenderBatch,
+    RenderRequest,
+    render_batch_message,
+    render_message,
+)
 from thumbcache.imaging.geometry import fit_within
 from thumbcache.renditions import RenditionSettings
 from thumbcache.state.model import OPEN_STATES, awaits_base
@@ -117,6 +124,32 @@ def render_messages(
     """The messages that render ``stages`` of a job item (see :func:`render_request`)."""
     requests = [(stage, render_request(job, item, stage, lane)) for stage in stages]
     return [render_message(renditions[s], r, r.lane) for s, r in requests]
+
+
+def batched_render_messages(
+    renditions: Mapping[str, RenditionSettings],
+    job: Mapping[str, Any],
+    work: Iterable[tuple[Mapping[str, Any], Sequence[str]]],
+    size: int,
+    lane: str | None = None,
+) -> list[dramatiq.Message[Any]]:
+    """The messages that render each job item's stages (``work``: item, stages), up to
+    ``size`` images of one rendition per message, in the items' order, the renditions'
+    batches interleaved (a worker sharing decodes takes an image's two batches together)."""
+    per_stage: dict[str, list[RenderRequest]] = {}
+    for item, stages in work:
+        for stage in stages:
+            per_stage.setdefault(stage, []).append(render_request(job, item, stage, lane))
+    batches = [
+        [(stage, requests[i : i + size]) for i in range(0, len(requests), size)]
+        for stage, requests in per_stage.items()
+    ]
+    return [
+        render_batch_message(renditions[stage], RenderBatch.of(requests))
+        for stage, requests in (
+            batch for row in itertools.zip_longest(*batches) for batch in row if batch
+        )
+    ]
 
 
 def released_messages(

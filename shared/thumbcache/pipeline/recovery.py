@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import dramatiq
-
 from thumbcache.broker import publish_batch
 from thumbcache.contracts import ScanRequest, scan_message
-from thumbcache.pipeline.derivation import ready_stages, render_messages
+from thumbcache.pipeline.derivation import batched_render_messages, ready_stages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, recount_job, settle_left_over
 from thumbcache.state.model import JOB_DONE, OPEN_STATES
@@ -24,12 +22,25 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
     An item whose stages all ended but whose outcome was never settled (left by an older
     version that settled in a separate write) is settled here, exactly once. Duplicates are
     harmless: a message for finished work finds nothing to transition. Returns the number of
-    render messages published.
+    renditions republished (``batch_size`` images' messages at a time).
     """
     if not job["scan"].get("complete"):
         rt.broker.enqueue(scan_message(ScanRequest(job["_id"], job["collection_id"])))
     published = 0
-    batch: list[dramatiq.Message[Any]] = []
+    work: list[tuple[dict[str, Any], list[str]]] = []
+
+    def publish() -> int:
+        messages = batched_render_messages(
+            rt.settings.renditions,
+            job,
+            work,
+            rt.settings.scan.render_batch,
+        )
+        publish_batch(rt.broker, messages)
+        renditions = sum(len(stages) for _, stages in work)
+        work.clear()
+        return renditions
+
     for item in rt.store.items.iter_job(job["_id"]):
         if item.get("outcome") is not None:
             continue
@@ -37,13 +48,10 @@ def republish_open_work(rt: Runtime, job: dict[str, Any], batch_size: int = 200)
         if not any(v.get("state") in OPEN_STATES for v in stages.values()):
             settle_left_over(rt, job["_id"], item["image_id"])
             continue
-        batch.extend(render_messages(rt.settings.renditions, job, item, ready_stages(stages)))
-        if len(batch) >= batch_size:
-            publish_batch(rt.broker, batch)
-            published += len(batch)
-            batch = []
-    publish_batch(rt.broker, batch)
-    published += len(batch)
+        work.append((item, ready_stages(stages)))
+        if len(work) >= batch_size:
+            published += publish()
+    published += publish()
     log.info("job %s: republished %d open renditions", job["_id"], published)
     finish_job_if_complete(rt, job["_id"])
     return published

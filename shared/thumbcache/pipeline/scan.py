@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from thumbcache.errors import PermanentError, Quarantined, UnexpectedSourceError
 from thumbcache.faults import fault_point
 from thumbcache.ids import collection_id_for, image_id_for, job_item_id, new_job_id
 from thumbcache.imaging import ENGINE_VERSION, image_source
-from thumbcache.pipeline.derivation import bases_of, ready_stages, render_messages
+from thumbcache.pipeline.derivation import bases_of, batched_render_messages, ready_stages
 from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete
 from thumbcache.sources.reader import ChunkReader, open_source
@@ -341,24 +341,17 @@ def _publish(rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]) -> N
     scan = rt.settings.scan
     lane = job.get("lane", FRESH)
     queues = [render_queue(rt.settings.rendition(s), lane) for s in render_stages_of(job)]
-    for batch in _batched(_render_messages(rt, job, items), scan.publish_batch):
+    messages = batched_render_messages(
+        rt.settings.renditions,
+        job,
+        ((item, ready_stages(item.get("stages", {}))) for item in items),
+        scan.render_batch,
+    )
+    for start in range(0, len(messages), scan.publish_batch):
         wait_below_high_water(
             rt.broker, queues, scan.queue_high_water, scan.high_water_poll_seconds
         )
-        publish_batch(rt.broker, batch)
-
-
-def _render_messages(
-    rt: Runtime, job: dict[str, Any], items: list[dict[str, Any]]
-) -> Iterator[Any]:
-    for item in items:
-        stages = ready_stages(item.get("stages", {}))
-        yield from render_messages(rt.settings.renditions, job, item, stages)
-
-
-def _batched(iterable: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while batch := list(itertools.islice(iterable, size)):
-        yield batch
+        publish_batch(rt.broker, messages[start : start + scan.publish_batch])
 
 
 def chunk_increments(items: list[dict[str, Any]]) -> dict[str, int]:

@@ -39,9 +39,30 @@ class ImageTurns:
         try:
             yield
         finally:
-            with self._lock:
-                del self._busy[key]
-            mine.set()
+            self._pass(key, mine)
+
+    @contextmanager
+    def turn_if_free(self, job_id: str, image_id: str) -> Iterator[bool]:
+        """Hold the image's turn for the block if nobody holds it (True); else hold nothing
+        (False), so that a batch can put the image off rather than wait."""
+        key = (job_id, image_id)
+        with self._lock:
+            if key in self._busy:
+                mine = None
+            else:
+                mine = self._busy[key] = threading.Event()
+        if mine is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._pass(key, mine)
+
+    def _pass(self, key: tuple[str, str], mine: threading.Event) -> None:
+        with self._lock:
+            del self._busy[key]
+        mine.set()
 
     def note_ended(self, job_id: str, image_id: str, stages: Iterable[str]) -> None:
         """Remember companion stages this process ended done or skipped (for good: only a

@@ -5,6 +5,7 @@ Nothing here touches the database: the repositories apply these decisions with g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ JOB_ENDED = (JOB_DONE, JOB_FAILED)
 STAGE_COUNTERS = ("total", "completed", "skipped", "failed")
 
 
+@functools.lru_cache(maxsize=256)  # asked for per image and rendition; settings are frozen
 def recipe_hash(rendition: RenditionSettings, engine_version: str) -> str:
     """The recipe of a rendition: everything that changes its output except the source.
 

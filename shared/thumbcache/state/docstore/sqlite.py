@@ -286,9 +286,21 @@ class LocalCollection:
     ) -> dict[str, Any] | None:
         if filter is not None and not isinstance(filter, Mapping):
             filter = {"_id": filter}
+        if projection is None and filter is not None and len(filter) == 1:
+            key = filter.get("_id")
+            if type(key) is str:  # by its key alone (the hot path): no filter to plan or match
+                return self._by_id(key)
         for doc in self.find(filter, projection, **kwargs).limit(1):
             return doc
         return None
+
+    def _by_id(self, key: str) -> dict[str, Any] | None:
+        with self._engine.reading() as conn:
+            if not self._engine.has_table(self._table):
+                return None
+            sql = f'SELECT doc FROM "{self._table}" WHERE _id = ?'
+            row = conn.execute(sql, (planner.id_key(key),)).fetchone()
+        return None if row is None else _decode(row[0])
 
     def count_documents(self, filter: Filter, **kwargs: Any) -> int:
         return sum(1 for _ in self._matching(dict(filter), [], kwargs.get("limit") or 0))
