@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -52,73 +53,57 @@ def declare_scan_actor(broker: dramatiq.Broker, rt: Runtime) -> dramatiq.Actor[A
 def declare_render_actor(
     broker: dramatiq.Broker, rt: Runtime, name: str
 ) -> dramatiq.Actor[Any, Any]:
-    """A rendition's actor (its name, its queue and backfill queue from the registry): one
-    rendition of one image per message. Its batch actor (:func:`declare_render_batch_actor`)
-    serves the same queues."""
+    """A rendition's actors (names, queue and backfill queue from the registry): one for a
+    message of one image, returned, and one for a batch of images (ADR 0010), which keeps a
+    render message's time limit (it hands on what it has not started by half of it). Both serve
+    both lanes."""
     rendition = rt.settings.rendition(name)
-    max_retries = rt.settings.worker.max_retries
-    declare_render_batch_actor(broker, rt, name)
 
-    def render(payload: dict[str, Any]) -> None:
-        try:
-            request = RenderRequest.from_dict(payload)
-        except PayloadError as exc:
-            log.error("dropping malformed %s message: %s", name, exc)
-            return
-        render_step(
-            rt,
-            name,
-            request,
-            last_try=_retries_so_far() >= max_retries,
-            redelivered=_redelivered(),
-        )
+    def batch_requests(payload: Any) -> tuple[RenderRequest, ...]:
+        return RenderBatch.from_dict(payload).requests
 
-    render.__name__ = rendition.actor_name
-    declare = dramatiq.actor(
-        actor_name=rendition.actor_name,
-        queue_name=render_queue(rendition, FRESH),
-        broker=broker,
-        max_retries=max_retries,
-        time_limit=rt.settings.worker.render_actor_time_limit_seconds * 1000,
-    )
-    actor = declare(render)
-    broker.declare_queue(render_queue(rendition, BACKFILL))  # the same actor serves both lanes
+    _declare_render(broker, rt, name, rendition.batch_actor_name, batch_requests,
+                    render_batch_step)  # fmt: skip
+    actor = _declare_render(broker, rt, name, rendition.actor_name, RenderRequest.from_dict,
+                            render_step)  # fmt: skip
+    broker.declare_queue(render_queue(rendition, BACKFILL))
     return actor
 
 
-def declare_render_batch_actor(
-    broker: dramatiq.Broker, rt: Runtime, name: str
+def _declare_render(
+    broker: dramatiq.Broker,
+    rt: Runtime,
+    name: str,
+    actor_name: str,
+    decode: Callable[[Any], Any],
+    step: Callable[..., Any],
 ) -> dramatiq.Actor[Any, Any]:
-    """A rendition's batch actor: one rendition of several images per message, on the
-    rendition's queues, with a render message's time limit (a batch hands on what it has not
-    started by half of it: :func:`render_batch_step`)."""
-    rendition = rt.settings.rendition(name)
+    """An actor on the rendition's fresh queue that decodes its payload and runs ``step``."""
     worker = rt.settings.worker
-    max_retries = worker.max_retries
 
-    def render_batch(payload: dict[str, Any]) -> None:
+    def render(payload: dict[str, Any]) -> None:
         try:
-            batch = RenderBatch.from_dict(payload)
+            work = decode(payload)
         except PayloadError as exc:
-            log.error("dropping malformed %s batch message: %s", name, exc)
+            log.error("dropping malformed %s message: %s", actor_name, exc)
             return
-        render_batch_step(
+        step(
             rt,
             name,
-            batch.requests,
-            last_try=_retries_so_far() >= max_retries,
+            work,
+            last_try=_retries_so_far() >= worker.max_retries,
             redelivered=_redelivered(),
         )
 
-    render_batch.__name__ = rendition.batch_actor_name
+    render.__name__ = actor_name
     declare = dramatiq.actor(
-        actor_name=rendition.batch_actor_name,
-        queue_name=render_queue(rendition, FRESH),
+        actor_name=actor_name,
+        queue_name=render_queue(rt.settings.rendition(name), FRESH),
         broker=broker,
-        max_retries=max_retries,
+        max_retries=worker.max_retries,
         time_limit=worker.render_actor_time_limit_seconds * 1000,
     )
-    return declare(render_batch)
+    return declare(render)
 
 
 def declare_actors(
