@@ -103,9 +103,10 @@ def render_batch_step(
     one after another; what happened to each ("handed on": left to the batch's continuation).
 
     The images rendered end together, in one transaction, once the batch has rendered them
-    (a transaction per image cost the embedded run 1.1 ms of CPU, most of it the same job and
-    folder documents each time). Until then their turns are held, so their companions' own
-    messages wait for those ends rather than claim them again. An image whose turn another
+    (a transaction per image cost the embedded run 1.1-1.35 ms of CPU, about half of it the
+    transaction and the job and folder documents, paid again for each image). Until then
+    their turns are held, so their companions' own messages wait for those ends rather than
+    claim them again. An image whose turn another
     thread holds (its companion's batch) is put off to the end, after the turns are passed
     on, so the two threads of an image's two batches take turns rendering instead of one
     waiting on the other. An image to be retried (a transient error, its attempt released)
