@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,11 @@ import dramatiq
 from thumbcache.broker import make_broker
 from thumbcache.contracts import RenderBatch, RenderRequest
 from thumbcache.database import process_store
+from thumbcache.errors import StorageError
 from thumbcache.ops.alerts import completion_hook
 from thumbcache.pipeline.actors import declare_actors
 from thumbcache.pipeline.runtime import Runtime
+from thumbcache.sandbox.pool import RenderPool
 from thumbcache.settings import load_settings
 from thumbcache.state.completion import Claim, claim_stages
 from thumbcache.state.store import connect
@@ -56,6 +60,12 @@ def folder_of(tmp_path: Path, count: int, size=(640, 480)) -> Path:
     return root
 
 
+def truncate(path: Path) -> None:
+    """Cut an image file in half: its header still reads, its pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 def drain(rt: Runtime, threads: int = 4) -> None:
     worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=50)
     worker.start()
@@ -72,6 +82,51 @@ def drain(rt: Runtime, threads: int = 4) -> None:
 def scan_messages(rt: Runtime) -> list[dramatiq.Message]:
     queue = rt.broker.queues["scan"]
     return [dramatiq.Message.decode(m) for m in list(queue.queue)]
+
+
+class CountingPool(RenderPool):
+    """The real pool, counting the tasks (decodes) it runs, that fails the renders of ``flaky``
+    sources (a transient fault outside the image) ``times`` times each."""
+
+    def __init__(self, flaky: tuple[str, ...] = (), times: int = 1) -> None:
+        super().__init__(1024, 2)
+        self.tasks = 0
+        self.failures = dict.fromkeys(flaky, times)
+        self._counting = threading.Lock()
+
+    def render(self, task: Any, time_limit: float) -> Any:
+        with self._counting:
+            self.tasks += 1
+            if self.failures.get(task.source, 0) > 0:
+                self.failures[task.source] -= 1
+                raise StorageError(f"disk hiccup writing {task.source}")
+        return super().render(task, time_limit)
+
+
+def image_requests(rt: Runtime, job: dict) -> list[RenderRequest]:
+    """A render request for each image of the job, in the order of their sources."""
+    items = sorted(rt.store.items.iter_job(job["_id"]), key=lambda i: i["source"])
+    return [
+        RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
+        for item in items
+    ]
+
+
+def at_once(
+    deliver: Callable[[str], None], stages: tuple[str, ...] = ("thumbnail", "cache")
+) -> None:
+    """``deliver(stage)`` for each stage in a thread of its own, all starting together."""
+    start = threading.Barrier(len(stages))
+
+    def run(stage: str) -> None:
+        start.wait()
+        deliver(stage)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
 
 
 def requests_of(message: dramatiq.Message) -> list[RenderRequest]:

@@ -6,24 +6,25 @@ render each image once."""
 
 from __future__ import annotations
 
-import threading
-
 import dramatiq
 import pytest
 from thumbcache.contracts import RenderBatch, RenderRequest, ScanRequest, render_batch_message
 from thumbcache.errors import StorageError
 from thumbcache.pipeline.render import render_batch_step
 from thumbcache.pipeline.scan import scan_step, start_scan
-from thumbcache.sandbox.pool import RenderPool
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.pipeline_helpers import (
+    CountingPool,
+    at_once,
     drain,
     folder_of,
+    image_requests,
     make_runtime,
     requests_of,
     scan_messages,
     scanned_job,
+    truncate,
 )
 
 pytestmark = pytest.mark.integration
@@ -33,33 +34,6 @@ pytestmark = pytest.mark.integration
 def mongo_url(state_url: str) -> str:
     """Both stores: the MongoDB-protocol server and the local store."""
     return state_url
-
-
-def _requests(rt, job) -> list[RenderRequest]:
-    items = sorted(rt.store.items.iter_job(job["_id"]), key=lambda i: i["source"])
-    return [
-        RenderRequest(job["_id"], item["collection_id"], item["image_id"], item["source"])
-        for item in items
-    ]
-
-
-class FlakyPool(RenderPool):
-    """The real pool, counting tasks, that fails the renders of ``flaky`` sources (a transient
-    fault outside the image) ``times`` times each."""
-
-    def __init__(self, flaky: tuple[str, ...] = (), times: int = 1) -> None:
-        super().__init__(1024, 2)
-        self.tasks = 0
-        self.failures = dict.fromkeys(flaky, times)
-        self._counting = threading.Lock()
-
-    def render(self, task, time_limit):
-        with self._counting:
-            self.tasks += 1
-            if self.failures.get(task.source, 0) > 0:
-                self.failures[task.source] -= 1
-                raise StorageError(f"disk hiccup writing {task.source}")
-        return super().render(task, time_limit)
 
 
 def test_the_scan_publishes_each_rendition_in_batches_covering_every_image_once(
@@ -92,7 +66,7 @@ def test_a_whole_job_in_batches_through_the_broker_counts_each_stage_once(
     tmp_path, mongo_url, db_name
 ):
     rt = make_runtime(tmp_path, mongo_url, db_name, scan__render_batch="3")
-    rt.pool = FlakyPool()
+    rt.pool = CountingPool()
     job = start_scan(rt, str(folder_of(tmp_path, 11)))
     drain(rt)
     job = assert_job_exact(rt.store, job["_id"])
@@ -105,10 +79,9 @@ def test_a_whole_job_in_batches_through_the_broker_counts_each_stage_once(
 def test_a_broken_image_in_a_batch_fails_alone_with_its_reason(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     root = folder_of(tmp_path, 3)
-    data = (root / "p001.jpg").read_bytes()
-    (root / "p001.jpg").write_bytes(data[: len(data) // 2])  # truncated: the header reads
+    truncate(root / "p001.jpg")
     job = scanned_job(rt, root)
-    requests = _requests(rt, job)
+    requests = image_requests(rt, job)
     assert render_batch_step(rt, "cache", requests, last_try=False) == ["done", "failed", "done"]
     broken = rt.store.items.get(job["_id"], requests[1].image_id)
     assert broken["outcome"] == "failed"
@@ -123,8 +96,8 @@ def test_an_image_to_retry_is_raised_after_the_others_and_the_retry_renders_only
 ):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     job = scanned_job(rt, folder_of(tmp_path, 4))
-    requests = _requests(rt, job)
-    rt.pool = FlakyPool(flaky=(requests[0].source,))
+    requests = image_requests(rt, job)
+    rt.pool = CountingPool(flaky=(requests[0].source,))
     # When the first image's render meets a transient fault
     with pytest.raises(StorageError):
         render_batch_step(rt, "cache", requests, last_try=False)
@@ -148,8 +121,8 @@ def test_on_its_last_try_a_batch_fails_the_image_with_its_reason_and_ends(
 ):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     job = scanned_job(rt, folder_of(tmp_path, 3))
-    requests = _requests(rt, job)
-    rt.pool = FlakyPool(flaky=(requests[2].source,), times=99)
+    requests = image_requests(rt, job)
+    rt.pool = CountingPool(flaky=(requests[2].source,), times=99)
     assert render_batch_step(rt, "cache", requests, last_try=True) == ["done", "done", "failed"]
     failed = rt.store.items.get(job["_id"], requests[2].image_id)
     assert failed["stages"]["cache"]["error"]["class"] == "StorageError"
@@ -160,21 +133,15 @@ def test_two_threads_on_an_images_two_batches_render_each_image_once(tmp_path, m
     # Given a worker serving both renditions, and both batches of the same images taken at the
     # same moment by two threads
     rt = make_runtime(tmp_path, mongo_url, db_name)
-    rt.pool = FlakyPool()
+    rt.pool = CountingPool()
     job = scanned_job(rt, folder_of(tmp_path, 8))
-    requests = _requests(rt, job)
-    start = threading.Barrier(2)
+    requests = image_requests(rt, job)
     results: dict[str, list[str]] = {}
 
     def deliver(stage: str) -> None:
-        start.wait()
         results[stage] = render_batch_step(rt, stage, requests, last_try=False)
 
-    threads = [threading.Thread(target=deliver, args=(s,)) for s in ("thumbnail", "cache")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    at_once(deliver)
     # Then each image was decoded once, and rendered by one batch and a duplicate in the other
     assert rt.pool.tasks == 8
     for position in range(8):
@@ -189,7 +156,7 @@ def test_a_batch_past_half_its_time_limit_hands_the_rest_on_to_a_new_message(
     # Given a batch of 5 whose clock passes half a render message's time limit after 2 images
     rt = make_runtime(tmp_path, mongo_url, db_name)
     job = scanned_job(rt, folder_of(tmp_path, 5))
-    requests = _requests(rt, job)
+    requests = image_requests(rt, job)
     limit = rt.settings.worker.render_actor_time_limit_seconds
     ticks = iter([0.0, 0.0] + [limit * 0.6] * 10)
     results = render_batch_step(rt, "cache", requests, last_try=False, clock=lambda: next(ticks))

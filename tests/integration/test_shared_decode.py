@@ -7,38 +7,27 @@ from __future__ import annotations
 
 import os
 
-from thumbcache.contracts import RenderRequest
 from thumbcache.pipeline.render import render_step
-from thumbcache.sandbox.pool import RenderPool
 
 from tests.invariants import assert_folders_match_disk, assert_job_exact
-from tests.pipeline_helpers import claim, drain, folder_of, make_runtime, scanned_job
-
-
-def _requests(rt, job):
-    return [
-        RenderRequest(job["_id"], i["collection_id"], i["image_id"], i["source"])
-        for i in rt.store.items.iter_job(job["_id"])
-    ]
-
-
-class CountingPool(RenderPool):
-    """The real pool, counting the tasks (decodes) it runs."""
-
-    def __init__(self) -> None:
-        super().__init__(1024, 2)
-        self.tasks = 0
-
-    def render(self, task, time_limit):
-        self.tasks += 1
-        return super().render(task, time_limit)
+from tests.pipeline_helpers import (
+    CountingPool,
+    at_once,
+    claim,
+    drain,
+    folder_of,
+    image_requests,
+    make_runtime,
+    scanned_job,
+    truncate,
+)
 
 
 def test_one_message_renders_both_renditions_from_one_task(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     rt.pool = CountingPool()
     job = scanned_job(rt, folder_of(tmp_path, 3))
-    for request in _requests(rt, job):
+    for request in image_requests(rt, job):
         assert render_step(rt, "thumbnail", request, last_try=False) == "done"
     assert rt.pool.tasks == 3
 
@@ -46,7 +35,7 @@ def test_one_message_renders_both_renditions_from_one_task(tmp_path, mongo_url, 
         raise AssertionError(f"a companion's own message claimed again: {claims}")
 
     rt.state_writer.claim_all = no_claim  # ended here: the process remembers, no round trip
-    for request in _requests(rt, job):  # the cache messages, arriving after
+    for request in image_requests(rt, job):  # the cache messages, arriving after
         assert render_step(rt, "cache", request, last_try=False) == "duplicate"
     assert rt.pool.tasks == 3
     job = assert_job_exact(rt.store, job["_id"])
@@ -61,7 +50,7 @@ def test_one_message_renders_both_renditions_from_one_task(tmp_path, mongo_url, 
 def test_a_stage_running_elsewhere_is_left_to_its_worker(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     job = scanned_job(rt, folder_of(tmp_path, 1))
-    (request,) = _requests(rt, job)
+    (request,) = image_requests(rt, job)
     assert claim(rt.store, job["_id"], request.image_id, "cache", "other-worker", 3)
     assert render_step(rt, "thumbnail", request, last_try=False) == "done"
     item = rt.store.items.get(job["_id"], request.image_id)
@@ -73,7 +62,7 @@ def test_a_stage_running_elsewhere_is_left_to_its_worker(tmp_path, mongo_url, db
 def test_with_shared_decode_off_each_message_renders_its_own(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name, worker__shared_decode="false")
     job = scanned_job(rt, folder_of(tmp_path, 1))
-    (request,) = _requests(rt, job)
+    (request,) = image_requests(rt, job)
     assert render_step(rt, "thumbnail", request, last_try=False) == "done"
     item = rt.store.items.get(job["_id"], request.image_id)
     assert item["stages"]["cache"]["state"] == "pending"
@@ -83,10 +72,9 @@ def test_with_shared_decode_off_each_message_renders_its_own(tmp_path, mongo_url
 def test_a_broken_image_fails_both_stages_with_its_reason(tmp_path, mongo_url, db_name):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     root = folder_of(tmp_path, 2)
-    data = (root / "p000.jpg").read_bytes()
-    (root / "p000.jpg").write_bytes(data[: len(data) // 2])  # truncated: the header reads
+    truncate(root / "p000.jpg")
     job = scanned_job(rt, root)
-    broken = next(r for r in _requests(rt, job) if r.source.endswith("p000.jpg"))
+    broken = next(r for r in image_requests(rt, job) if r.source.endswith("p000.jpg"))
     assert render_step(rt, "thumbnail", broken, last_try=False) == "failed"
     item = rt.store.items.get(job["_id"], broken.image_id)
     assert item["outcome"] == "failed"
@@ -111,24 +99,16 @@ def test_a_whole_job_through_the_broker_counts_each_stage_once(tmp_path, mongo_u
 def test_both_messages_of_an_image_at_once_make_one_render(tmp_path, mongo_url, db_name):
     # Given a worker serving both renditions, and both messages of each image taken at the
     # same moment by two threads
-    import threading
-
     rt = make_runtime(tmp_path, mongo_url, db_name)
     rt.pool = CountingPool()
     job = scanned_job(rt, folder_of(tmp_path, 4))
     results: list[str] = []
-    for request in _requests(rt, job):
-        start = threading.Barrier(2)
+    for request in image_requests(rt, job):
 
-        def deliver(stage, request=request, start=start):
-            start.wait()
+        def deliver(stage, request=request):
             results.append(render_step(rt, stage, request, last_try=False))
 
-        threads = [threading.Thread(target=deliver, args=(s,)) for s in ("thumbnail", "cache")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        at_once(deliver)
     # Then each image was decoded once: one message rendered both, the other was a duplicate
     assert rt.pool.tasks == 4
     assert sorted(results) == ["done"] * 4 + ["duplicate"] * 4

@@ -111,7 +111,7 @@ def test_messages_name_their_base_and_keep_the_lane():
     assert RenderRequest.from_dict(cache.args[0]).base == ""
     request = RenderRequest.from_dict(thumbnail.args[0])
     assert (request.base, request.lane, request.force) == ("cache", "backfill", True)
-    (released,) = released_messages(DEFAULT_RENDITIONS, request, "cache", ["thumbnail"])
+    (released,) = released_messages(DEFAULT_RENDITIONS, {"thumbnail": [request]}, 8)
     assert released.queue_name == "thumbnail-backfill"
     assert RenderRequest.from_dict(released.args[0]) == request
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import dramatiq
@@ -154,11 +153,20 @@ def batched_render_messages(
 
 def released_messages(
     renditions: Mapping[str, RenditionSettings],
-    request: RenderRequest,
-    base: str,
-    stages: Iterable[str],
+    released: Mapping[str, Sequence[RenderRequest]],
+    size: int,
 ) -> list[dramatiq.Message[Any]]:
-    """The messages of an image's ``stages`` that ``base``'s end released (as ``request``,
-    the base's own message, names the image, its job and lane)."""
-    derived = replace(request, base=base)
-    return [render_message(renditions[stage], derived, request.lane) for stage in stages]
+    """The messages of the stages their bases' ends released (``released``: per stage, the
+    requests of its images, each naming its base), up to ``size`` images of one rendition and
+    job per message."""
+    messages = []
+    for stage, requests in released.items():
+        by_job: dict[tuple[str, str, bool, str], list[RenderRequest]] = {}
+        for r in requests:
+            by_job.setdefault((r.job_id, r.collection_id, r.force, r.lane), []).append(r)
+        messages += [
+            render_batch_message(renditions[stage], RenderBatch.of(part[i : i + size]))
+            for part in by_job.values()
+            for i in range(0, len(part), size)
+        ]
+    return messages

@@ -520,10 +520,17 @@ def _after_end(
 
 
 def _release(rt: Runtime, base: str, request: RenderRequest, stages: Sequence[str]) -> None:
-    """Publish the messages of the stages that waited for ``base`` to end. Raises if the
-    broker refuses: the base's message is then retried, and its duplicate publishes them."""
-    if stages:
-        publish_batch(rt.broker, released_messages(rt.settings.renditions, request, base, stages))
+    """Publish the messages of an image's stages that waited for ``base`` to end."""
+    _publish_released(rt, {stage: [dataclasses.replace(request, base=base)] for stage in stages})
+
+
+def _publish_released(rt: Runtime, released: dict[str, list[RenderRequest]]) -> None:
+    """Publish released stages' messages, batched (per stage, its images' requests). Raises if
+    the broker refuses: the bases' message is then retried, and its duplicates publish them."""
+    renditions, size = rt.settings.renditions, rt.settings.scan.render_batch
+    messages = released_messages(renditions, released, size)
+    if messages:
+        publish_batch(rt.broker, messages)
 
 
 def complete_all(
@@ -570,32 +577,12 @@ def end_rendered(
                 remembered.append(stage)
         rt.image_turns.note_ended(request.job_id, request.image_id, remembered)
         recorded.append(request.source)
-    _release_batched(rt, released)
+    _publish_released(rt, released)
     for job_id in sorted(settled_jobs):
         finish_job_if_complete(rt, job_id)
     if error is None:
         for source in recorded:
             fault_point("after_record", source)
-
-
-def _release_batched(rt: Runtime, released: dict[str, list[RenderRequest]]) -> None:
-    """Publish the released stages' messages, a batch per rendition and job. Raises if the
-    broker refuses: the bases' message is then retried, and its duplicates publish them."""
-    settings = rt.settings
-    messages = []
-    for stage, requests in released.items():
-        by_job: dict[tuple[str, str, bool, str], list[RenderRequest]] = {}
-        for r in requests:
-            by_job.setdefault((r.job_id, r.collection_id, r.force, r.lane), []).append(r)
-        size = settings.scan.render_batch
-        rendition = settings.rendition(stage)
-        messages += [
-            render_batch_message(rendition, RenderBatch.of(part[i : i + size]))
-            for part in by_job.values()
-            for i in range(0, len(part), size)
-        ]
-    if messages:
-        publish_batch(rt.broker, messages)
 
 
 def _unclaimed(rt: Runtime, stage: str, request: RenderRequest) -> str:
