@@ -41,6 +41,8 @@ FILTERS: list[dict[str, Any]] = [
     {"_id": "c"},
     {"_id": {"$in": ["a", "e", "zz"]}},
     {"_id": {"$gt": "b", "$lt": "f"}},
+    {"_id": {"$in": ["a", "b", "f"]}, "n": {"$gt": 1}},  # the key narrows, the rest is checked
+    {"_id": "a", "n": 2.5},
     {"n": 1},
     {"n": 2.5},
     {"n": None},
@@ -113,6 +115,26 @@ def test_filters_select_the_same_documents(dbs: Any, query: dict[str, Any]) -> N
     server, local = on_both(dbs, lambda db: sorted(map(str, ids(db["c"].find(query)))))
     assert local == server
     server, local = on_both(dbs, lambda db: db["c"].count_documents(query))
+    assert local == server
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"_id": 7.0},  # numbers equal across int and float, in SQL as in the server
+        {"_id": {"$in": [7.0, "7", True, OID]}},
+        {"_id": {"$in": [1, OID]}, "n": 2},
+        {"_id": {"$gt": 0}},  # a range on the key stays within its type
+        {"_id": {"$in": [None, {"k": 1}]}},
+    ],
+)
+def test_keys_of_every_type_select_alike(dbs: Any, query: dict[str, Any]) -> None:
+    """An ``_id`` equality the SQL applies exactly (no second check) answers as the server."""
+    keyed = [{"_id": 7, "n": 1}, {"_id": "7", "n": 2}, {"_id": True}, {"_id": OID, "n": 2},
+             {"_id": 1.5}, {"_id": {"k": 1}}, {"_id": dt.datetime(2026, 1, 1)}]  # fmt: skip
+    for db in dbs:
+        db["k"].insert_many([dict(d) for d in keyed])
+    server, local = on_both(dbs, lambda db: sorted(map(str, ids(db["k"].find(query)))))
     assert local == server
 
 

@@ -4,7 +4,8 @@
 TEXT, numbers as INTEGER or REAL, ObjectIds, booleans and dates as BLOBs whose first byte keeps
 MongoDB's order of types, so SQLite orders and compares them as MongoDB does. A plan only ever
 narrows to a superset of the matching documents: every row read is still checked against the
-whole filter (:func:`thumbcache.state.docstore.query.matches`).
+filter (:func:`thumbcache.state.docstore.query.matches`), all but the ``_id`` equalities the
+SQL condition applied exactly (an ``_id`` is one value, never an array, and its key is unique).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Plan:
     params: tuple[Any, ...]
     order: str
     ordered: bool  # rows come out in the order the sort asks for
+    checked: frozenset[str] = frozenset()  # fields the SQL condition applied whole and exactly
 
 
 _SQL_OPS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -75,23 +77,30 @@ def plan(query: Mapping[str, Any], sort: SortSpec, columns: Mapping[str, str]) -
     """Narrow ``query`` by the SQL ``columns`` (field path -> column name) it names."""
     clauses: list[str] = []
     params: list[Any] = []
+    checked: set[str] = set()
     for field, cond in query.items():
         column = columns.get(field)
         if column is None:
             continue
         conditions = cond.items() if is_operator_doc(cond) else [("$eq", cond)]
+        exact = field == "_id"  # equalities on the primary key are exact; ranges cross types
         for op, arg in conditions:
             if op in _SQL_OPS and _usable(arg):
                 clauses.append(f'"{column}" {_SQL_OPS[op]} ?')
                 params.append(column_value(arg))
+                exact = exact and op == "$eq"
             elif op == "$in" and isinstance(arg, list | tuple) and all(_usable(a) for a in arg):
                 if not arg:
                     clauses.append("0")
                     continue
                 clauses.append(f'"{column}" IN ({", ".join("?" * len(arg))})')
                 params.extend(column_value(a) for a in arg)
+            else:
+                exact = False
+        if exact:
+            checked.add(field)
     order, ordered = _order(sort, columns)
-    return Plan(" AND ".join(clauses) or "1", tuple(params), order, ordered)
+    return Plan(" AND ".join(clauses) or "1", tuple(params), order, ordered, frozenset(checked))
 
 
 def _usable(value: Any) -> bool:

@@ -163,6 +163,16 @@ def _equals_any(doc: Mapping[str, Any], path: str, value: Any) -> bool:
     return any(c is not MISSING and sort_key(c) == wanted for c in candidates)
 
 
+def _equals_one_of(doc: Mapping[str, Any], path: str, values: Iterable[Any]) -> bool:
+    """:func:`_equals_any` for any of ``values`` (``$in``), each value's key computed once."""
+    values = list(values)
+    candidates = _candidates(doc, path)
+    if any(v is None for v in values) and any(c is None or c is MISSING for c in candidates):
+        return True
+    wanted = {sort_key(v) for v in values if v is not None}
+    return any(c is not MISSING and sort_key(c) in wanted for c in candidates)
+
+
 _COMPARISONS = {
     "$gt": lambda a, b: a > b,
     "$gte": lambda a, b: a >= b,
@@ -177,9 +187,9 @@ def _operator_matches(doc: Mapping[str, Any], path: str, op: str, arg: Any) -> b
     if op == "$ne":
         return not _equals_any(doc, path, arg)
     if op == "$in":
-        return any(_equals_any(doc, path, value) for value in _sequence(op, arg))
+        return _equals_one_of(doc, path, _sequence(op, arg))
     if op == "$nin":
-        return not any(_equals_any(doc, path, value) for value in _sequence(op, arg))
+        return not _equals_one_of(doc, path, _sequence(op, arg))
     if op == "$exists":
         return bool(lookup(doc, path)) == bool(arg)
     if op == "$not":

@@ -338,9 +338,10 @@ class LocalCollection:
         sql = f'SELECT doc FROM "{self._table}" WHERE {chosen.where} {chosen.order}'
         found = []
         wanted = limit + skip if chosen.ordered and limit else 0
+        rest = {k: v for k, v in query.items() if k not in chosen.checked}
         for (raw,) in conn.execute(sql, chosen.params):
             doc = _decode(raw)
-            if matches(doc, query):
+            if not rest or matches(doc, rest):
                 found.append(doc)
                 if wanted and len(found) >= wanted:
                     break
