@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dramatiq
 import pytest
+from dramatiq.middleware import TimeLimitExceeded
 from thumbcache.contracts import RenderBatch, RenderRequest, ScanRequest, render_batch_message
 from thumbcache.errors import StorageError
 from thumbcache.pipeline.render import render_batch_step
@@ -160,8 +161,13 @@ def test_a_batch_past_half_its_time_limit_hands_the_rest_on_to_a_new_message(
     limit = rt.settings.worker.render_actor_time_limit_seconds
     ticks = iter([0.0, 0.0] + [limit * 0.6] * 10)
     results = render_batch_step(rt, "cache", requests, last_try=False, clock=lambda: next(ticks))
-    # Then it rendered two and handed the other three on, in one message of their own
+    # Then it rendered two and handed the other three on, in one message of their own, their
+    # claims (made with the batch's) given back uncharged
     assert results == ["done", "done"] + ["handed on"] * 3
+    for request in requests[2:]:
+        stages = rt.store.items.get(job["_id"], request.image_id)["stages"]
+        assert {s: (v["state"], v["attempts"]) for s, v in stages.items()} == {
+            "cache": ("pending", 0), "thumbnail": ("pending", 0)}  # fmt: skip
     (message,) = [dramatiq.Message.decode(m) for m in list(rt.broker.queues["cache"].queue)]
     assert message.actor_name == rt.settings.rendition("cache").batch_actor_name
     assert [r.image_id for r in requests_of(message)] == [r.image_id for r in requests[2:]]
@@ -169,3 +175,62 @@ def test_a_batch_past_half_its_time_limit_hands_the_rest_on_to_a_new_message(
     drain(rt)
     job = assert_job_exact(rt.store, job["_id"])
     assert job["status"] == "done" and job["completed"] == 5
+
+
+def test_a_batch_claims_its_images_in_one_write_and_a_crash_survivor_one_by_one(
+    tmp_path, mongo_url, db_name
+):
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    rt.pool = CountingPool()
+    writes: list[list[str]] = []
+    claim_all = rt.state_writer.claim_all
+    rt.state_writer.claim_all = lambda claims: (
+        writes.append([c.stage for c in claims]) or claim_all(claims)
+    )
+    # When a fresh batch of 4 runs, and the same images' batch of another job is redelivered
+    first = scanned_job(rt, folder_of(tmp_path / "a", 4))
+    assert render_batch_step(rt, "cache", image_requests(rt, first), last_try=False) == ["done"] * 4
+    second = scanned_job(rt, folder_of(tmp_path / "b", 4))
+    again = image_requests(rt, second)
+    assert render_batch_step(rt, "cache", again, last_try=False, redelivered=True) == ["done"] * 4
+    # Then the fresh batch claimed each image and its companion in one write, the crash
+    # survivor each image alone
+    assert writes == [["cache", "thumbnail"] * 4] + [["cache", "thumbnail"]] * 4
+    for job in (first, second):
+        assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
+
+
+class InterruptingPool(CountingPool):
+    """The real pool, whose render of ``source`` is interrupted by Dramatiq's time limit."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def render(self, task, time_limit):
+        if task.source == self.source:
+            raise TimeLimitExceeded()
+        return super().render(task, time_limit)
+
+
+def test_an_interrupted_batch_gives_back_every_claim_it_made_uncharged(
+    tmp_path, mongo_url, db_name
+):
+    # Given a batch of 4 whose second render is interrupted by the message's time limit
+    rt = make_runtime(tmp_path, mongo_url, db_name)
+    job = scanned_job(rt, folder_of(tmp_path, 4))
+    requests = image_requests(rt, job)
+    rt.pool = InterruptingPool(requests[1].source)
+    with pytest.raises(TimeLimitExceeded):
+        render_batch_step(rt, "cache", requests, last_try=False)
+    # Then the image rendered, the interrupted one and the two never started all went back
+    # with no attempt charged (their files, if written, are written again by the retry)
+    for request in requests:
+        stages = rt.store.items.get(job["_id"], request.image_id)["stages"]
+        assert [stages[s]["attempts"] for s in ("cache", "thumbnail")] == [0, 0], request.source
+        assert stages["thumbnail"]["state"] == "pending"
+    # And the retry renders all four, the job ending exact
+    rt.pool = CountingPool()
+    assert render_batch_step(rt, "cache", requests, last_try=False) == ["done"] * 4
+    job = assert_job_exact(rt.store, job["_id"])
+    assert job["status"] == "done" and job["completed"] == 4

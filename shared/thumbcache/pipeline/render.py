@@ -102,17 +102,21 @@ def render_batch_step(
     """Handle a batch message: each image as its own message would be (:func:`render_step`),
     one after another; what happened to each ("handed on": left to the batch's continuation).
 
-    The images rendered end together, in one transaction, once the batch has rendered them
-    (a transaction per image cost the embedded run 1.1-1.35 ms of CPU, about half of it the
-    transaction and the job and folder documents, paid again for each image). Until then
-    their turns are held, so their companions' own messages wait for those ends rather than
-    claim them again. An image whose turn another
-    thread holds (its companion's batch) is put off to the end, after the turns are passed
-    on, so the two threads of an image's two batches take turns rendering instead of one
-    waiting on the other. An image to be retried (a transient error, its attempt released)
-    does not stop the others: its error is raised once they are handled, Dramatiq retries the
-    message, and in the retry the images that ended are duplicates. A redelivered batch (a
-    crash survivor) renders and ends each image alone, holding the process's renders.
+    The images it can take now (their turns free) are claimed together, in one transaction,
+    and the images rendered end together, in another, once the batch has rendered them
+    (a transaction per image cost the embedded run 1.1-1.35 ms of CPU for an end and about
+    1 ms for a claim, most of it paid again for each image). A crash mid-batch therefore
+    charges each claimed image an attempt (they are retried one by one: see a redelivered
+    batch below); an image the batch hands on or is interrupted before gets its claim back
+    uncharged; if the claim fails, each image claims alone. Until the ends, the batch's turns
+    are held, so their companions' own messages wait for those ends rather than claim them
+    again. An image whose turn another thread holds (its companion's batch) is put off to the
+    end, after the turns are passed on, so the two threads of an image's two batches take
+    turns rendering instead of one waiting on the other. An image to be retried (a transient
+    error, its attempt released) does not stop the others: its error is raised once they are
+    handled, Dramatiq retries the message, and in the retry the images that ended are
+    duplicates. A redelivered batch (a crash survivor) claims, renders and ends each image
+    alone, holding the process's renders.
 
     A batch that has run half of a render message's time limit hands the images it has not
     started on to a new message of its own (as the scan hands on its slices), so a message
@@ -123,46 +127,74 @@ def render_batch_step(
     retry: Exception | None = None
     deadline = clock() + rt.settings.worker.render_actor_time_limit_seconds * BATCH_SLICE
 
-    def handle(position: int, ending: list[Rendered] | None) -> None:
+    def handle(position: int, ending: list[Rendered] | None, claimed: _Claimed | None) -> None:
         nonlocal retry
         try:
             with render_slot(redelivered):
                 results[position] = _render_claimed(
-                    rt, stage, requests[position], last_try=last_try, ending=ending
-                )
+                    rt, stage, requests[position], last_try=last_try, ending=ending,
+                    claimed=claimed,
+                )  # fmt: skip
         except Exception as exc:  # a time limit (BaseException) ends the whole message
             retry = retry or exc
             results[position] = "retry"
 
     put_off: list[int] = []
     ending: list[Rendered] = []
+    claimed: dict[int, _Claimed] = {}
     with contextlib.ExitStack() as turns:
         try:
-            for position, request in enumerate(requests):
+            now = _take_turns(rt, stage, requests, turns, results, put_off)
+            if not redelivered:  # a crash survivor claims each image alone, as it renders it
+                claimed = _claim_ahead(rt, stage, requests, now)
+            for position in now:
                 if results and clock() >= deadline:
                     break
-                if rt.shares_decodes:
-                    turn = rt.image_turns.turn_if_free(request.job_id, request.image_id)
-                    if not turns.enter_context(turn):
-                        put_off.append(position)
-                        continue
-                handle(position, None if redelivered else ending)
+                handle(position, None if redelivered else ending, claimed.pop(position, None))
             end_rendered(rt, ending)  # before the turns are passed on
         except BaseException as exc:  # interrupted: the images rendered give their claims back
             _give_back_rendered(rt, ending, exc)
             raise
+        finally:  # claimed, never started (handed on, or interrupted): uncharged
+            for position, unstarted in claimed.items():
+                _give_back_unstarted(rt, stage, requests[position], unstarted)
     for position in put_off:
         if results and clock() >= deadline:
             break
         request = requests[position]
         with rt.image_turns.turn(request.job_id, request.image_id):
-            handle(position, None)
+            handle(position, None, None)
     rest = [r for position, r in enumerate(requests) if position not in results]
     if rest:
         publish_batch(rt.broker, [_continuation(rt, stage, rest)])
     if retry is not None:
         raise retry
     return [results.get(i, "handed on") for i in range(len(requests))]
+
+
+def _take_turns(
+    rt: Runtime,
+    stage: str,
+    requests: Sequence[RenderRequest],
+    turns: contextlib.ExitStack,
+    results: dict[int, str],
+    put_off: list[int],
+) -> list[int]:
+    """The positions of the images a batch renders now: their turns taken (held by ``turns``)
+    where the process shares decodes. An image whose turn another thread holds is added to
+    ``put_off``; one this process ended with its companion's message is a duplicate."""
+    now = []
+    for position, request in enumerate(requests):
+        if rt.shares_decodes:
+            turn = rt.image_turns.turn_if_free(request.job_id, request.image_id)
+            if not turns.enter_context(turn):
+                put_off.append(position)
+                continue
+        if rt.image_turns.ended_here(request.job_id, request.image_id, stage):
+            results[position] = "duplicate"
+        else:
+            now.append(position)
+    return now
 
 
 def _continuation(
@@ -183,6 +215,31 @@ def _give_back_rendered(rt: Runtime, images: Sequence[Rendered], exc: BaseExcept
         _release_quietly(rt, stage, rendered.request, error)
 
 
+def _claim_ahead(
+    rt: Runtime, stage: str, requests: Sequence[RenderRequest], positions: Sequence[int]
+) -> dict[int, _Claimed]:
+    """The claims of the images at ``positions``, made in one transaction, by position; none
+    if that failed (each image then claims alone, its error its own)."""
+    try:
+        taken = _claim_all(rt, stage, [requests[p] for p in positions])
+    except Exception:
+        log.warning("a batch's claims failed; claiming its images one by one", exc_info=True)
+        return {}
+    return dict(zip(positions, taken, strict=True))
+
+
+def _give_back_unstarted(rt: Runtime, stage: str, request: RenderRequest, claim: _Claimed) -> None:
+    """A batch's claim on an image it did not start goes back, its attempt undone."""
+    image, companions, holder = claim
+    _give_back(rt, companions, holder, request)
+    if image is None:  # its stage was not claimed
+        return
+    try:
+        rt.store.items.give_back(request.job_id, request.image_id, stage, rt.worker_name)
+    except Exception:  # at worst its next message finds it running and claims it again
+        log.debug("could not give back %s of %s", stage, request.image_id, exc_info=True)
+
+
 def _render_claimed(
     rt: Runtime,
     stage: str,
@@ -190,12 +247,16 @@ def _render_claimed(
     *,
     last_try: bool,
     ending: list[Rendered] | None = None,
+    claimed: _Claimed | None = None,
 ) -> str:
-    """Claim, render and end one image's stage (and its companions). With ``ending``, a
-    rendered image is added to it instead, to end with the batch's others."""
-    if rt.image_turns.ended_here(request.job_id, request.image_id, stage):
-        return "duplicate"  # ended here with the stage whose message came first
-    image, companions, holder = _claim(rt, stage, request)
+    """Claim (unless ``claimed`` already), render and end one image's stage (and its
+    companions). With ``ending``, a rendered image is added to it instead, to end with the
+    batch's others."""
+    if claimed is None:
+        if rt.image_turns.ended_here(request.job_id, request.image_id, stage):
+            return "duplicate"  # ended here with the stage whose message came first
+        claimed = _claim_all(rt, stage, [request])[0]
+    image, companions, holder = claimed
     if image is None:
         _give_back(rt, companions, holder, request)
         return _unclaimed(rt, stage, request)
@@ -256,27 +317,36 @@ def _give_back(rt: Runtime, companions: Sequence[str], holder: str, request: Ren
             log.debug("could not give back %s of %s", companion, request.image_id, exc_info=True)
 
 
-def _claim(
-    rt: Runtime, stage: str, request: RenderRequest
-) -> tuple[dict[str, Any] | None, list[str], str]:
-    """Claim the message's stage and, in the same transaction, the image's other renditions
-    this process serves whose stages are still pending (none running elsewhere), so that one
-    decode renders them all; their own messages then find them ended (duplicates). Returns the
-    image document (None: the stage was not claimed), the companions won, and the holder name
-    their claims carry (the worker's plus a token of this claim, to give them back by)."""
+# An image's claim: its document (None: the stage was not claimed), the companions won, and
+# the holder name their claims carry.
+_Claimed = tuple[dict[str, Any] | None, list[str], str]
+
+
+def _claim_all(rt: Runtime, stage: str, requests: Sequence[RenderRequest]) -> list[_Claimed]:
+    """Claim the message's stage of each image and, in the same transaction, the image's other
+    renditions this process serves whose stages are still pending (none running elsewhere), so
+    that one decode renders them all; their own messages then find them ended (duplicates).
+    Each image's companions carry a holder name of their own (the worker's plus a token of
+    this claim), to give them back by."""
     worker = rt.settings.worker
-    holder = f"{rt.worker_name}+{stage}:{secrets.token_hex(4)}"
-    job, image_id = request.job_id, request.image_id
-    claims = [Claim(job, image_id, stage, rt.worker_name, worker.max_attempts)]
-    if rt.shares_decodes:
-        claims += [
-            Claim(job, image_id, other, holder, worker.max_attempts, pending_only=True)
-            for other in rt.hosted_renditions
-            if other != stage
-        ]
-    image, *others = rt.state_writer.claim_all(claims)
-    won = [c.stage for c, doc in zip(claims[1:], others, strict=True) if doc is not None]
-    return image, won, holder
+    others = [o for o in rt.hosted_renditions if o != stage] if rt.shares_decodes else []
+    claims: list[Claim] = []
+    holders = []
+    for request in requests:
+        job, image_id = request.job_id, request.image_id
+        holder = f"{rt.worker_name}+{stage}:{secrets.token_hex(4)}"
+        holders.append(holder)
+        claims.append(Claim(job, image_id, stage, rt.worker_name, worker.max_attempts))
+        claims += [Claim(job, image_id, other, holder, worker.max_attempts, pending_only=True)
+                   for other in others]  # fmt: skip
+    docs = rt.state_writer.claim_all(claims) if claims else []
+    width = 1 + len(others)
+    claimed: list[_Claimed] = []
+    for position, holder in enumerate(holders):
+        image, *won = docs[position * width : (position + 1) * width]
+        companions = [o for o, doc in zip(others, won, strict=True) if doc is not None]
+        claimed.append((image, companions, holder))
+    return claimed
 
 
 def produce(
