@@ -32,6 +32,7 @@ from thumbcache.pipeline.runtime import Runtime
 from thumbcache.pipeline.settle import finish_job_if_complete, settle_left_over
 from thumbcache.renditions import RenditionSettings
 from thumbcache.sandbox.protocol import RenderResult, RenderTask
+from thumbcache.settings import WorkerSettings
 from thumbcache.state.completion import Claim, Ended, StageEnd
 from thumbcache.state.model import (
     DONE,
@@ -142,15 +143,16 @@ def render_batch_step(
     put_off: list[int] = []
     ending: list[Rendered] = []
     claimed: dict[int, _Claimed] = {}
+    alone = redelivered or not batch_may_share_crashes(rt.settings.worker)
     with contextlib.ExitStack() as turns:
         try:
             now = _take_turns(rt, stage, requests, turns, results, put_off)
-            if not redelivered:  # a crash survivor claims each image alone, as it renders it
+            if not alone:  # a crash survivor claims each image alone, as it renders it
                 claimed = _claim_ahead(rt, stage, requests, now)
             for position in now:
                 if results and clock() >= deadline:
                     break
-                handle(position, None if redelivered else ending, claimed.pop(position, None))
+                handle(position, None if alone else ending, claimed.pop(position, None))
             end_rendered(rt, ending)  # before the turns are passed on
         except BaseException as exc:  # interrupted: the images rendered give their claims back
             _give_back_rendered(rt, ending, exc)
@@ -170,6 +172,13 @@ def render_batch_step(
     if retry is not None:
         raise retry
     return [results.get(i, "handed on") for i in range(len(requests))]
+
+
+def batch_may_share_crashes(worker: WorkerSettings) -> bool:
+    """True when a batch may claim and end its images together: a crash then charges each of
+    them an attempt, which takes a second attempt to tell an innocent image from the one that
+    crashed (with ``max_attempts`` 1, each image is claimed and ended alone)."""
+    return worker.max_attempts >= 2
 
 
 def _take_turns(
