@@ -16,7 +16,13 @@ from thumbcache.pipeline.render import produce, render_step
 from thumbcache.pipeline.scan import scan_step, start_scan
 from thumbcache.settings import ScanSettings
 
-from tests.faults.cluster import RENDER_STAGES, assert_invariants, attempts, make_photos
+from tests.faults.cluster import (
+    RENDER_STAGES,
+    assert_invariants,
+    attempts,
+    make_photos,
+    wait_until,
+)
 from tests.invariants import assert_folders_match_disk, assert_job_exact
 from tests.pipeline_helpers import claim, folder_of, make_runtime, scan_messages
 
@@ -114,6 +120,14 @@ def test_a_crash_between_rename_record_and_ack_is_redelivered_without_loss_or_do
     # When the job runs
     job_id = cluster.submit(photos)
     job = cluster.wait_for_job(job_id, timeout=60, supervise=True)
+    # (at ``after_record`` the batch holding the last image dies after the transaction that
+    # finished the job: its crash may come after the job is done)
+
+    def restarted_each_crash() -> bool:
+        cluster.supervise()
+        return sum(cluster.restarts.values()) >= len(TARGETS)
+
+    wait_until(restarted_each_crash, 30, "a restart for each crash")
 
     # Then every target crashed its worker once, and everything holds
     assert len(os.listdir(cluster.root / "harness" / "faults")) == len(TARGETS)

@@ -147,7 +147,7 @@ def render_batch_step(
     with contextlib.ExitStack() as turns:
         try:
             now = _take_turns(rt, stage, requests, turns, results, put_off)
-            if not alone:  # a crash survivor claims each image alone, as it renders it
+            if not alone:  # else each image claims alone, as it renders (see the docstring)
                 claimed = _claim_ahead(rt, stage, requests, now)
             for position in now:
                 if results and clock() >= deadline:

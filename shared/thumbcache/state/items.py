@@ -51,8 +51,9 @@ class ItemRepository:
         return list(self._coll.find({"_id": {"$in": item_ids}})) if item_ids else []
 
     def give_back(self, job_id: str, image_id: str, stage: str, worker: str) -> bool:
-        """Put a stage claimed as a companion (see ``pipeline.render``) back to pending, its
-        attempt undone, unless another worker has taken it since; True if it did."""
+        """Put a stage claimed but never started (a companion, or an image a batch claimed
+        ahead: see ``pipeline.render``) back to pending, its attempt undone, unless another
+        worker has taken it since; True if it did."""
         done = self._coll.update_one(
             {
                 "_id": job_item_id(job_id, image_id),
