@@ -177,16 +177,17 @@ def test_a_batch_past_half_its_time_limit_hands_the_rest_on_to_a_new_message(
     assert job["status"] == "done" and job["completed"] == 5
 
 
-def spy_on_claims(rt) -> list[list[str]]:
-    """The stages of each claim write the runtime's state writer makes, as they are made."""
+def spy_on_writes(rt, method: str) -> list[list[str]]:
+    """The stages of each write (``claim_all`` or ``end_all``) the runtime's state writer
+    makes, as they are made."""
     writes: list[list[str]] = []
-    claim_all = rt.state_writer.claim_all
+    write = getattr(rt.state_writer, method)
 
-    def recorded(claims):
-        writes.append([c.stage for c in claims])
-        return claim_all(claims)
+    def recorded(batch):
+        writes.append([w.stage for w in batch])
+        return write(batch)
 
-    rt.state_writer.claim_all = recorded
+    setattr(rt.state_writer, method, recorded)
     return writes
 
 
@@ -195,7 +196,7 @@ def test_a_batch_claims_its_images_in_one_write_and_a_crash_survivor_one_by_one(
 ):
     rt = make_runtime(tmp_path, mongo_url, db_name)
     rt.pool = CountingPool()
-    writes = spy_on_claims(rt)
+    writes = spy_on_writes(rt, "claim_all")
     # When a fresh batch of 4 runs, and the same images' batch of another job is redelivered
     first = scanned_job(rt, folder_of(tmp_path / "a", 4))
     assert render_batch_step(rt, "cache", image_requests(rt, first), last_try=False) == ["done"] * 4
@@ -251,14 +252,12 @@ def test_with_one_attempt_per_image_a_batch_claims_and_ends_each_image_alone(
     # Given workers that fail an image at its first crash (worker.max_attempts = 1)
     rt = make_runtime(tmp_path, mongo_url, db_name, worker__max_attempts="1")
     rt.pool = CountingPool()
-    writes = spy_on_claims(rt)
-    ends: list[int] = []
-    end_all = rt.state_writer.end_all
-    rt.state_writer.end_all = lambda batch: ends.append(len(batch)) or end_all(batch)
+    writes = spy_on_writes(rt, "claim_all")
+    ends = spy_on_writes(rt, "end_all")
     job = scanned_job(rt, folder_of(tmp_path, 3))
     # When a batch of 3 runs
     assert render_batch_step(rt, "cache", image_requests(rt, job), last_try=False) == ["done"] * 3
     # Then each image was claimed and ended alone (a crash charges no batch-mate)
     assert writes == [["cache", "thumbnail"]] * 3
-    assert ends == [2] * 3
+    assert ends == [["cache", "thumbnail"]] * 3
     assert assert_job_exact(rt.store, job["_id"])["status"] == "done"
