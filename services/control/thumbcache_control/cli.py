@@ -23,6 +23,7 @@ from thumbcache.contracts import (
 from thumbcache.errors import ConfigError, StateUnavailable, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.reports import human_status, image_line, job_summary
+from thumbcache.sandbox.pool import start_render_processes, worker_pool
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.model import JOB_FAILED, job_has_ended
 
@@ -205,11 +206,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from thumbcache_control.embedded_run import progress_stream, run_job
-
     if not os.path.isdir(args.source):
         print(f"thumbcache: {args.source} is not a directory", file=sys.stderr)
         return EXIT_JOB_COULD_NOT_RUN
+    # The render processes load their libraries (~0.25 s) while this process imports the
+    # stages and creates the job, rather than after (docs/BENCHMARKS.md, "Start-up").
+    start_render_processes(worker_pool(settings.worker), settings.worker)
+    from thumbcache_control.embedded_run import progress_stream, run_job
+
     job = run_job(settings, args.source, force=args.force, progress=progress_stream())
     _print_summary(job, as_json=args.json)
     code = exit_code_of(job)

@@ -154,7 +154,7 @@ def _wait(host: Host, job_id: str, progress: TextIO | None) -> dict[str, Any]:
         elif now - quiet_since > IDLE_REPAIR_SECONDS and host.idle():
             repair_job(rt, job_id)  # nothing moves: work of an older version left unsettled
             quiet_since = now
-        time.sleep(POLL_SECONDS)
+        host.pause(POLL_SECONDS)  # woken early when the job finishes
 
 
 def _rate(samples: list[tuple[float, int]]) -> float:

@@ -13,7 +13,7 @@ import dramatiq
 
 from thumbcache.pipeline.batching import StateWriter
 from thumbcache.pipeline.turns import ImageTurns
-from thumbcache.sandbox.pool import RenderPool, shared_pool
+from thumbcache.sandbox.pool import RenderPool, start_render_processes, worker_pool
 from thumbcache.settings import Settings
 from thumbcache.state.store import Store
 
@@ -67,14 +67,13 @@ class Runtime:
     def render_pool(self) -> RenderPool:
         """The render processes (a memory ceiling each, from the settings)."""
         if self.pool is None:  # looked up once: the CPU count reads cgroup files
-            worker = self.settings.worker
-            self.pool = shared_pool(worker.render_memory_mb, worker.render_process_count)
+            self.pool = worker_pool(self.settings.worker)
         return self.pool
 
     def warm_render_processes(self) -> None:
         """Start the render processes of the renditions served here in the background."""
         if self.hosted_renditions:
-            self.render_pool.warm(self.render_pool.size or self.settings.worker.threads)
+            start_render_processes(self.render_pool, self.settings.worker)
 
     def folder_path(self, folder_id: str) -> str:
         """A cache folder's path, cached."""

@@ -35,6 +35,7 @@ from thumbcache.sandbox.protocol import (
     result_from_json,
     write_frame,
 )
+from thumbcache.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 60.0
@@ -403,3 +404,13 @@ def shared_pool(memory_mb: int, size: int = 0) -> RenderPool:
         if pool is None:
             pool = _POOLS[(memory_mb, size)] = RenderPool(memory_mb, size)
         return pool
+
+
+def worker_pool(worker: WorkerSettings) -> RenderPool:
+    """The process-wide pool of a worker with these settings."""
+    return shared_pool(worker.render_memory_mb, worker.render_process_count)
+
+
+def start_render_processes(pool: RenderPool, worker: WorkerSettings) -> None:
+    """Start ``pool``'s processes in the background, as many as the worker renders at once."""
+    pool.warm(pool.size or worker.threads)
