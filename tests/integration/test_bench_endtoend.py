@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from thumbcache.bench.endtoend import marginals, markdown
+from thumbcache.bench.endtoend import marginals, markdown, read_through
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,11 @@ def test_markdown_of_every_part() -> None:
     assert "**1.20x** (target <= 1.1x)" in table
     assert marginals(results["curve"]["rows"]) == [(100, 1100, 10.0, 0.5)]
     assert "| thumbnail | 0.9500 (0.9400), 20 kB |" in table
+
+
+def test_read_through_reads_every_file_of_a_nested_collection(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    sizes = {"top.jpg": 10, "a/mid.cbz": 3 << 20, "a/b/deep.png": 1}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(os.urandom(size))
+    assert read_through(tmp_path) == sum(sizes.values())
