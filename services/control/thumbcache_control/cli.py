@@ -210,7 +210,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"thumbcache: {args.source} is not a directory", file=sys.stderr)
         return EXIT_JOB_COULD_NOT_RUN
     # The render processes load their libraries (~0.25 s) while this process imports the
-    # stages and creates the job, rather than after (docs/BENCHMARKS.md, "Start-up").
+    # stages and creates the job, not after (docs/BENCHMARKS.md, "Start and end of a run").
     start_render_processes(worker_pool(settings.worker), settings.worker)
     from thumbcache_control.embedded_run import progress_stream, run_job
 
