@@ -23,7 +23,6 @@ from thumbcache.contracts import (
 from thumbcache.errors import ConfigError, StateUnavailable, ThumbcacheError
 from thumbcache.logs import setup_logging
 from thumbcache.reports import human_status, image_line, job_summary
-from thumbcache.sandbox.pool import start_render_processes, worker_pool
 from thumbcache.settings import Settings, load_settings
 from thumbcache.state.model import JOB_FAILED, job_has_ended
 
@@ -209,6 +208,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not os.path.isdir(args.source):
         print(f"thumbcache: {args.source} is not a directory", file=sys.stderr)
         return EXIT_JOB_COULD_NOT_RUN
+    from thumbcache.sandbox.pool import start_render_processes, worker_pool
+
     # The render processes load their libraries (~0.25 s) while this process imports the
     # stages and creates the job, not after (docs/BENCHMARKS.md, "Start and end of a run").
     start_render_processes(worker_pool(settings.worker), settings.worker)
