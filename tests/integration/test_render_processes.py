@@ -271,6 +271,30 @@ def test_a_closed_pool_is_not_warmed_and_a_process_warmed_late_is_closed(tmp_pat
     assert pool._idle == []
 
 
+def test_a_render_process_runs_one_thread_unless_the_user_sizes_openblas(tmp_path, monkeypatch):
+    # Given an image, and no OPENBLAS_NUM_THREADS set
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(800, 600))
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    threads = {}
+    for user_value in (None, "3"):
+        if user_value:  # and then with the user's own value
+            monkeypatch.setenv("OPENBLAS_NUM_THREADS", user_value)
+        pool = RenderPool(memory_mb=503, size=1)
+        try:
+            # When a render process renders it
+            pool.render(task(tmp_path, "a.jpg"), time_limit=30)
+            (process,) = pool._idle
+            environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+            threads[user_value] = len(os.listdir(f"/proc/{process.pid}/task"))
+        finally:
+            pool.close()
+        # Then OpenBLAS (loaded with numpy, never called) is sized to one thread, or as asked
+        assert f"OPENBLAS_NUM_THREADS={user_value or 1}".encode() in environ
+    # and without it the process runs no thread besides its own: numpy started none per core
+    assert threads[None] == 1
+    assert threads["3"] > 1
+
+
 def minor_faults(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 

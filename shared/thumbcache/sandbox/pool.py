@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -81,7 +82,11 @@ class _Spawner:
             cmd, future = self._requests.get()
             try:
                 process = subprocess.Popen(
-                    cmd, executable=_SELF, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                    cmd,
+                    executable=_SELF,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=render_environment(os.environ),
                 )
             except BaseException as exc:
                 future.set_exception(exc)
@@ -95,6 +100,17 @@ class _Spawner:
 _SELF = "/proc/self/exe" if os.path.exists("/proc/self/exe") else sys.executable
 _SPAWNER_LOCK = threading.Lock()
 _SPAWNERS: list[_Spawner] = []
+# A thread pool a render process never uses: the engine calls no BLAS routine. Without this,
+# importing numpy starts one OpenBLAS thread per core in every render process: 0.63 -> 0.43
+# CPU seconds per start (docs/BENCHMARKS.md, "A render process's start"). A value the user
+# set is kept.
+RENDER_ENVIRONMENT_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+def render_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a render process starts with: ``environ``, with OpenBLAS
+    single-threaded unless ``environ`` sizes it."""
+    return {**RENDER_ENVIRONMENT_DEFAULTS, **environ}
 
 
 def _spawner() -> _Spawner:
