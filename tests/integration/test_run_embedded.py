@@ -364,3 +364,27 @@ def test_run_stops_waiting_when_its_scan_fails_and_the_next_run_starts_anew(tmp_
     rerun = last_json(again.stdout)
     assert rerun["job_id"] != summary["job_id"]
     assert rerun["status"] == "done"
+
+
+def test_the_command_exits_without_teardown_but_as_a_normal_exit_would_for_the_user():
+    # Given a command's process with a non-daemon thread still working, an exit handler and
+    # output still in stdout's buffer (a pipe: block-buffered)
+    program = """if True:
+        import atexit, threading, time, sys
+        from thumbcache_control.cli import exit_without_teardown
+        atexit.register(lambda: print("exit handler ran"))
+        threading.Thread(target=lambda: (time.sleep(0.3), print("thread finished"))).start()
+        print("summary", end=" ")
+        exit_without_teardown(3)
+        print("never")
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    # When it exits without the interpreter's teardown
+    result = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    # Then its exit code, its output, the thread's end and the handler are all there, in the
+    # order a normal exit gives them
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split() == ["summary", "thread", "finished", "exit", "handler", "ran"]
+    assert result.stderr == ""
