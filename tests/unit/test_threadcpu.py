@@ -15,6 +15,7 @@ def busy_loop():
     end = time.thread_time() + 0.4
     while time.thread_time() < end:
         pass
+    time.sleep(0.3)  # alive while the sampler, starved of the GIL by the loop, catches up
 def idle_wait():
     threading.Event().wait(0.6)
 threads = [threading.Thread(target=busy_loop, name="busy-1"),

@@ -9,9 +9,12 @@ Python stack it has at that moment; at exit it writes the totals, which this com
 
 A thread's short bursts between two reads are added to the stack it waits in afterwards (often
 ``threading.wait``): read a thread's total as exact, and the split of it by function as a
-sample. py-spy, even with ``--gil``, counts lock and pipe waits as work, which this does not.
-The sampler's own reads cost about 0.4 s of system time per 20 s. A ``sitecustomize`` the
-environment already has is shadowed while the command runs.
+sample. What a thread used after the last read before it ended is lost, or counted under
+``(ended)``; a thread spinning in Python holds the GIL the sampler needs, and on a loaded
+machine the sampler then lagged by 100-150 ms. py-spy, even with ``--gil``, counts lock and
+pipe waits as work, which this does not. The sampler's own reads cost about 0.4 s of system
+time per 20 s. A ``sitecustomize`` the environment already has is shadowed while the command
+runs.
 """
 
 from __future__ import annotations
