@@ -181,6 +181,46 @@ def test_a_render_process_outlives_the_thread_that_started_it(tmp_path, pool):
     assert pool._idle == [process] and process.alive
 
 
+def test_a_render_process_still_loading_its_libraries_dies_with_its_parent(tmp_path):
+    # Given a worker whose render process loads its image libraries slowly (a cv2 that takes
+    # a minute to import, first on the path), and the worker exits while it loads them
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "cv2.py").write_text("import time\ntime.sleep(60)\n")
+    program = """if True:
+        import glob, os, time
+        from thumbcache.sandbox.pool import RenderPool
+        RenderPool(memory_mb=504, size=1).warm(1)
+        children = []
+        while not children:
+            time.sleep(0.05)
+            for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+                children += open(path).read().split()
+        time.sleep(0.5)  # the child is past its start, into its imports
+        print(children[0], flush=True)
+        os._exit(0)
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *sys.path])}
+    worker = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    child = int(worker.stdout)
+    # Then the render process ends with it, within seconds, not after its imports
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process_alive(child):
+        time.sleep(0.05)
+    assert not process_alive(child)
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def test_one_task_returns_every_rendition_it_was_given_in_order(tmp_path, pool):
     from thumbcache.renditions import CACHE
 

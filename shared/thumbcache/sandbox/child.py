@@ -1,12 +1,11 @@
-"""A render process: reads tasks on stdin, renders each, answers on stdout, one at a time.
-A task that names its outputs has its files written here (atomically) and only their facts
-sent back (ADR 0009).
+"""A render process: reads tasks on stdin, renders each, answers on stdout, one at a time
+(what a task does: :mod:`thumbcache.sandbox.rendering`).
 
 Started by :class:`thumbcache.sandbox.pool.RenderPool` as ``python -m thumbcache.sandbox.child``.
-It dies with its parent (``PR_SET_PDEATHSIG``), runs under a data-segment limit so that a decode
-bomb raises MemoryError instead of taking the host's memory, and captures what decoders write
-to stderr (libjpeg, libtiff) and Python warnings, sending them back with the render they
-belong to.
+It dies with its parent (``PR_SET_PDEATHSIG``, set before the image libraries load), runs under
+a data-segment limit so that a decode bomb raises MemoryError instead of taking the host's
+memory, and captures what decoders write to stderr (libjpeg, libtiff) and Python warnings,
+sending them back with the render they belong to.
 """
 
 from __future__ import annotations
@@ -18,34 +17,31 @@ import re
 import resource
 import signal
 import sys
-import traceback
 import warnings
-from typing import Any
 
-from thumbcache.errors import ImageTooLarge, PermanentError, StorageError, ThumbcacheError
-from thumbcache.faults import fault_point
-from thumbcache.imaging import Rendered, RenderSpec, render_many
-from thumbcache.imaging.allocator import keep_image_buffers
 from thumbcache.sandbox.protocol import (
+    MAX_DIAGNOSTIC_CHARS,
     ProtocolError,
-    RenderTask,
     read_exactly,
     read_frame,
     write_frame,
 )
-from thumbcache.sources.reader import read_source
-from thumbcache.sources.refs import parse_ref
-from thumbcache.storage.atomic import write_atomically
 
 PR_SET_PDEATHSIG = 1
-MAX_DIAGNOSTIC_CHARS = 4000
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve render tasks until the parent closes the pipe (the libraries are loaded at import,
-    before the memory limit is set, so the limit counts only what renders allocate)."""
+    """Serve render tasks until the parent closes the pipe.
+
+    The image libraries load once the death signal is set (a process still loading them when
+    its parent exits dies with it, instead of holding the parent's stderr open for ~0.3 s), and
+    before the memory limit is set (it counts only what renders allocate).
+    """
     args = _parse(argv)
     _die_with_parent(args.parent)
+    from thumbcache.imaging.allocator import keep_image_buffers
+    from thumbcache.sandbox.rendering import render_one
+
     out = os.dup(1)  # the protocol channel; stray prints of libraries go to stderr instead
     os.dup2(2, 1)
     capture = _StderrCapture()
@@ -59,81 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # the parent closed the pipe: we are done
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            reply, payload = _render_one(doc, args.memory_mb)
+            reply, payload = render_one(doc, args.memory_mb)
         diagnostics = [f"{w.category.__name__}: {w.message}" for w in caught]
         diagnostics += capture.take()
         reply["diagnostics"] = [d[:MAX_DIAGNOSTIC_CHARS] for d in diagnostics]
         write_frame(out, reply, payload)
-
-
-def _render_one(doc: dict[str, Any], memory_mb: int) -> tuple[dict[str, Any], bytes]:
-    try:
-        task = RenderTask.from_json(doc)
-        fault_point("in_render_process", task.source)
-        data, fingerprint = read_source(task.root, parse_ref(task.source), task.limits)
-        specs = [RenderSpec.from_settings(r) for r in task.renditions]
-        shaping = [RenderSpec.from_settings(r) for r in task.decode_for]
-        renders = render_many(data, specs, task.limits, shaping)
-        del data
-    except MemoryError:
-        exc = ImageTooLarge(f"rendering needed more than the render process's {memory_mb} MB")
-        return _error(exc), b""
-    except ThumbcacheError as exc:
-        return _error(exc), b""
-    except Exception as exc:
-        reply = _error(exc)
-        reply["traceback"] = traceback.format_exc()[-MAX_DIAGNOSTIC_CHARS:]
-        return reply, b""
-    if task.outputs:
-        return _written_reply(task, renders, fingerprint.to_doc())
-    rendered, *also = renders
-    reply = {"ok": True, **_facts(rendered), "fingerprint": fingerprint.to_doc()}
-    reply["also"] = [{**_facts(r), "size": r.bytes} for r in also]
-    return reply, b"".join([rendered.data, *(r.data for r in also)])
-
-
-def _written_reply(
-    task: RenderTask, renders: list[Rendered], fingerprint: dict[str, Any]
-) -> tuple[dict[str, Any], bytes]:
-    """Write each rendition to its output (atomically) and answer with their facts only: no
-    image bytes cross the pipe, and the worker does no file I/O per image. The first
-    rendition's write error is the task's error; a later one's is reported on that rendition
-    (the worker gives its stage back)."""
-    facts = []
-    for position, (rendered, path) in enumerate(zip(renders, task.outputs, strict=True)):
-        fact = {**_facts(rendered), "size": 0, "written": "", "written_size": 0, "write_error": ""}
-        try:
-            write_atomically(path, rendered.data, fsync=task.fsync)
-        except StorageError as exc:
-            if position == 0:
-                return _error(exc), b""
-            fact["write_error"] = str(exc)
-        else:
-            fact.update(written=path, written_size=rendered.bytes)
-        facts.append(fact)
-    first, *also = facts
-    return {"ok": True, **first, "fingerprint": fingerprint, "also": also}, b""
-
-
-def _facts(rendered: Rendered) -> dict[str, Any]:
-    return {
-        "width": rendered.width,
-        "height": rendered.height,
-        "format": rendered.format,
-        "quality": rendered.quality,
-        "source_quality": rendered.source_quality,
-        "decode_scale": rendered.decode_scale,
-        "source_format": rendered.source_format,
-    }
-
-
-def _error(exc: BaseException) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "error_class": getattr(exc, "error_class", type(exc).__name__),
-        "message": str(exc),
-        "permanent": isinstance(exc, PermanentError),
-    }
 
 
 class _StderrCapture:

@@ -22,6 +22,7 @@ from thumbcache.settings import LimitSettings
 _HEADER = struct.Struct("!II")
 MAX_JSON_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 256 << 20
+MAX_DIAGNOSTIC_CHARS = 4000  # of one decoder warning or stderr line in a reply, or a traceback
 
 
 class ProtocolError(Exception):
