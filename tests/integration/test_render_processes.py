@@ -204,6 +204,7 @@ def test_a_render_process_still_loading_its_libraries_dies_with_its_parent(tmp_p
     worker = subprocess.run(
         [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
     )
+    assert worker.returncode == 0 and worker.stdout.strip().isdigit(), worker.stderr
     child = int(worker.stdout)
     # Then the render process ends with it, within seconds, not after its imports
     deadline = time.monotonic() + 10

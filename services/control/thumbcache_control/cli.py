@@ -64,9 +64,10 @@ def exit_without_teardown(code: int) -> NoReturn:
     """Exit with ``code`` as a normal exit would, less the teardown of every module.
 
     Tearing down the ~570 modules a command imports cost 70-110 ms of CPU after its work was
-    done, on every command (docs/BENCHMARKS.md, "The end of a command"). What a normal exit
-    does that a user can see still happens: other non-daemon threads are waited for, the exit
-    handlers run (logging's closes the log) and the standard streams are flushed.
+    done, on every command (docs/BENCHMARKS.md, "The end of a command; a render process's
+    start"). What a normal exit does that a user can see still happens: other non-daemon
+    threads are waited for, the exit handlers run (logging's closes the log) and the standard
+    streams are flushed.
     """
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:

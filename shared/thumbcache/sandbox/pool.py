@@ -101,9 +101,9 @@ _SELF = "/proc/self/exe" if os.path.exists("/proc/self/exe") else sys.executable
 _SPAWNER_LOCK = threading.Lock()
 _SPAWNERS: list[_Spawner] = []
 # A thread pool a render process never uses: the engine calls no BLAS routine. Without this,
-# importing numpy starts one OpenBLAS thread per core in every render process: 0.63 -> 0.43
-# CPU seconds per start (docs/BENCHMARKS.md, "A render process's start"). A value the user
-# set is kept.
+# importing numpy starts one OpenBLAS thread per core in every render process: 0.48 -> 0.26-0.30
+# CPU seconds per start (docs/BENCHMARKS.md, "The end of a command; a render process's start").
+# A value the user set is kept.
 RENDER_ENVIRONMENT_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
 
 
