@@ -188,24 +188,24 @@ def test_a_render_process_still_loading_its_libraries_dies_with_its_parent(tmp_p
     shim.mkdir()
     (shim / "cv2.py").write_text("import time\ntime.sleep(60)\n")
     program = """if True:
-        import glob, os, time
+        import os, sys
         from thumbcache.sandbox.pool import RenderPool
         RenderPool(memory_mb=504, size=1).warm(1)
-        children = []
-        while not children:
-            time.sleep(0.05)
-            for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-                children += open(path).read().split()
-        time.sleep(0.5)  # the child is past its start, into its imports
-        print(children[0], flush=True)
+        sys.stdin.readline()  # told to exit once its render process is loading
         os._exit(0)
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *sys.path])}
-    worker = subprocess.run(
-        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert worker.returncode == 0 and worker.stdout.strip().isdigit(), worker.stderr
-    child = int(worker.stdout)
+    worker = subprocess.Popen([sys.executable, "-c", program], env=env, stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := render_children(504, parent=worker.pid)):
+            assert time.monotonic() < deadline and worker.poll() is None, "no render process"
+            time.sleep(0.05)
+        time.sleep(0.5)  # past its start, into its imports
+        worker.communicate(b"\n", timeout=60)
+    finally:
+        worker.kill()
+    (child,) = children
     # Then the render process ends with it, within seconds, not after its imports
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and process_alive(child):
@@ -249,10 +249,11 @@ def test_a_reply_whose_sizes_do_not_match_its_payload_is_refused():
     assert ok.data == b"ab" and ok.also[0].data == b"0123456789" and ok.also[0].width == 2
 
 
-def render_children(memory_mb: int) -> set[int]:
-    """PIDs of the render processes this test process runs with this memory ceiling (each test
-    gives its pool its own, so processes of pools other tests warmed are not counted)."""
-    me, ceiling = str(os.getpid()).encode(), str(memory_mb).encode()
+def render_children(memory_mb: int, parent: int | None = None) -> set[int]:
+    """PIDs of the render processes this test process (or ``parent``) runs with this memory
+    ceiling (each test gives its pool its own, so processes of pools other tests warmed are not
+    counted)."""
+    me, ceiling = str(parent or os.getpid()).encode(), str(memory_mb).encode()
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
